@@ -1,0 +1,128 @@
+"""
+The REINFORCE estimator as small pure functions.
+
+Everything the algorithm computes from a rollout goes through these functions, so the tests can check each piece
+on hand-computed values and on problems small enough to enumerate:
+
+- :func:`discounted_returns`: Monte Carlo reward-to-go per env, across episode boundaries;
+- :func:`compute_advantages`: return minus baseline, optionally standardised;
+- :func:`truncated_importance_weights`: the correction for steps carried over from an earlier policy;
+- :func:`policy_gradient_loss`: the surrogate whose gradient is the policy-gradient estimate;
+- :func:`update_running_mean`: the running mean of returns used by ``baseline="mean"``.
+"""
+
+import numpy as np
+import torch as th
+
+
+def discounted_returns(
+    rewards: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    last_values: np.ndarray | None = None,
+    truncation_values: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Monte Carlo reward-to-go ``G_t = r_t + gamma * G_{t+1}`` for every step of a rollout, per env.
+
+    The recursion restarts wherever an episode ended (``dones[t, i]``), so the return of a step only ever sums the
+    rewards of its own episode. The loop runs backwards over time and is vectorised over the envs.
+
+    :param rewards: Rewards, shape ``(n_steps, n_envs)``. ``rewards[t, i]`` is the reward that followed the action
+        taken at step ``t`` in env ``i``.
+    :param dones: Whether the episode of env ``i`` ended with step ``t`` (terminated or truncated), same shape.
+    :param gamma: Discount factor in [0, 1].
+    :param last_values: What follows the last step of each env when its episode has not ended there, shape
+        ``(n_envs,)``: 0 (the default) gives the return observed so far, ``V(s_T)`` bootstraps like A2C, and the
+        return of the next segment of the same episode continues it exactly (this is how carried steps are completed).
+    :param truncation_values: Value of the state that follows a step whose episode was *truncated* by a time limit,
+        ``V(s_{t+1})``, and 0 everywhere else, same shape as ``rewards``. It is added as ``gamma * V`` at the end of
+        that episode. ``None`` (the default) ends the return at the truncation, which is what REINFORCE without a
+        critic does.
+    :return: ``(returns, complete)``: the returns, shape ``(n_steps, n_envs)`` as float32, and a boolean mask that is
+        True where the return is exact, i.e. where the step's episode ends within the rollout (at or after the step).
+        Where it is False the return is partial: it stops at the rollout's end and includes ``last_values``.
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    dones = np.asarray(dones, dtype=bool)
+    if rewards.ndim != 2 or dones.shape != rewards.shape:
+        raise ValueError(f"rewards and dones must both have shape (n_steps, n_envs), got {rewards.shape} and {dones.shape}")
+    n_steps, n_envs = rewards.shape
+    next_return = np.zeros(n_envs) if last_values is None else np.asarray(last_values, dtype=np.float64).reshape(n_envs)
+    ends = np.zeros(rewards.shape) if truncation_values is None else np.asarray(truncation_values, dtype=np.float64)
+    if ends.shape != rewards.shape:
+        raise ValueError(f"truncation_values must have shape {rewards.shape}, got {ends.shape}")
+
+    returns = np.empty(rewards.shape)
+    for step in reversed(range(n_steps)):
+        following = np.where(dones[step], ends[step], next_return)
+        next_return = rewards[step] + gamma * following
+        returns[step] = next_return
+    # A step's return is exact iff an episode end occurs at or after it: a reversed cumulative "or" over time.
+    complete = np.logical_or.accumulate(dones[::-1], axis=0)[::-1]
+    return returns.astype(np.float32), complete
+
+
+def compute_advantages(returns: th.Tensor, baseline: th.Tensor | float, normalize: bool) -> th.Tensor:
+    """
+    The weight of each log-probability in the policy gradient: ``A_t = G_t - b(s_t)``.
+
+    A baseline that does not depend on the action taken at ``t`` leaves the expected gradient unchanged and only
+    lowers its variance.
+
+    :param returns: Monte Carlo returns ``G_t``, shape ``(batch,)``.
+    :param baseline: ``b(s_t)``: 0 for none, a scalar running mean, or the (detached) critic values, shape ``(batch,)``.
+    :param normalize: Standardise the advantages over the batch (mean 0, std 1). A batch of one is only centred.
+    :return: The advantages, shape ``(batch,)``. No gradient flows through them.
+    """
+    advantages = (returns - baseline).detach()
+    if normalize:
+        advantages = advantages - advantages.mean()
+        if advantages.numel() > 1:
+            advantages = advantages / (advantages.std() + 1e-8)
+    return advantages
+
+
+def truncated_importance_weights(log_prob: th.Tensor, behaviour_log_prob: th.Tensor, clip: float) -> th.Tensor:
+    """
+    Per-step importance weight ``min(pi(a|s) / mu(a|s), clip)`` for steps sampled by an earlier policy ``mu``.
+
+    The weight is detached: it rescales the score ``grad log pi(a|s)`` of a carried step, it is not differentiated.
+
+    :param log_prob: ``log pi(a|s)`` under the current policy.
+    :param behaviour_log_prob: ``log mu(a|s)`` recorded when the action was sampled.
+    :param clip: Upper bound on the weight (> 0).
+    :return: The weights, same shape as ``log_prob``.
+    """
+    return th.exp(log_prob.detach() - behaviour_log_prob).clamp(max=clip)
+
+
+def policy_gradient_loss(log_prob: th.Tensor, advantages: th.Tensor, weights: th.Tensor | None = None) -> th.Tensor:
+    """
+    The REINFORCE surrogate ``-mean(w_t * A_t * log pi(a_t|s_t))``.
+
+    Gradient *descent* on it is gradient *ascent* on the expected return: its gradient is minus the policy-gradient
+    estimate ``mean(w_t * A_t * grad log pi(a_t|s_t))``. ``A_t`` must be a return (or return minus baseline), never a
+    per-step reward, and must carry no gradient.
+
+    :param log_prob: ``log pi(a_t|s_t)`` of the actions that were sampled, with gradient.
+    :param advantages: Detached weights ``A_t``.
+    :param weights: Optional detached importance weights ``w_t``; ``None`` means on-policy (all 1).
+    :return: The scalar loss.
+    """
+    weighted = advantages.detach() if weights is None else advantages.detach() * weights.detach()
+    return -(weighted * log_prob).mean()
+
+
+def update_running_mean(running_mean: float | None, batch_mean: float, momentum: float) -> float:
+    """
+    Exponential moving average of the mean return, the baseline of ``baseline="mean"``.
+
+    :param running_mean: Current average, or ``None`` before the first batch.
+    :param batch_mean: Mean return of the batch just used.
+    :param momentum: Weight of the old average in [0, 1).
+    :return: The new average (the batch mean itself for the first batch).
+    """
+    if running_mean is None:
+        return float(batch_mean)
+    return float(momentum * running_mean + (1.0 - momentum) * batch_mean)

@@ -1,0 +1,609 @@
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer
+from sb3_reinforce.reinforce.estimator import (
+    compute_advantages,
+    discounted_returns,
+    policy_gradient_loss,
+    truncated_importance_weights,
+    update_running_mean,
+)
+from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+
+SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
+
+Obs = np.ndarray | dict[str, np.ndarray]
+
+BASELINES = ("none", "mean", "value")
+INCOMPLETE_EPISODES = ("carry", "drop", "bootstrap")
+SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
+SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
+# Weight of the old average in the running mean of returns used by ``baseline="mean"``.
+MEAN_BASELINE_MOMENTUM = 0.9
+
+
+class NonFiniteError(ValueError):
+    """A NaN or infinity in an observation, a reward, the loss or a gradient; raised before any weight changes."""
+
+
+def _index_obs(obs: Obs, index: Any) -> Obs:
+    if isinstance(obs, dict):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+def _concat_obs(parts: list[Obs]) -> Obs:
+    first = parts[0]
+    if isinstance(first, dict):
+        return {key: np.concatenate([part[key] for part in parts]) for key in first}  # type: ignore[index]
+    return np.concatenate(parts)  # type: ignore[arg-type]
+
+
+@dataclass
+class _Steps:
+    """Steps of one or more envs, flattened: what a batch, or an unfinished episode held over, is made of."""
+
+    observations: Obs
+    actions: np.ndarray
+    rewards: np.ndarray
+    log_probs: np.ndarray  # log-probabilities under the policy that sampled the actions
+
+    def __len__(self) -> int:
+        return len(self.log_probs)
+
+    def take(self, index: Any) -> "_Steps":
+        return _Steps(_index_obs(self.observations, index), self.actions[index], self.rewards[index], self.log_probs[index])
+
+    @staticmethod
+    def concat(parts: list["_Steps"]) -> "_Steps":
+        if len(parts) == 1:
+            return parts[0]
+        return _Steps(
+            _concat_obs([part.observations for part in parts]),
+            np.concatenate([part.actions for part in parts]),
+            np.concatenate([part.rewards for part in parts]),
+            np.concatenate([part.log_probs for part in parts]),
+        )
+
+
+@dataclass
+class _Batch:
+    """The steps of one update: their returns, and which of them were carried over from an earlier rollout."""
+
+    steps: _Steps
+    returns: np.ndarray
+    carried: np.ndarray  # bool, True for steps sampled by an earlier policy
+    n_fresh: int  # steps of this rollout that are used
+
+
+def _check_finite(name: str, values: Obs, rollout_step: int) -> None:
+    arrays = values.values() if isinstance(values, dict) else [values]
+    for array in arrays:
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            bad = np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0, 0]
+            raise NonFiniteError(
+                f"Non-finite {name} from env index {bad} at step {rollout_step} of the rollout: "
+                f"{array[bad]!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
+            )
+
+
+class REINFORCE(OnPolicyAlgorithm):
+    """
+    REINFORCE: the Monte Carlo policy gradient (Williams, 1992), with an optional baseline.
+
+    Each update uses one rollout of ``n_steps`` steps per env and takes one gradient step on
+
+    ``loss = -mean_t(w_t * A_t * log pi(a_t|s_t)) - ent_coef * H[pi] + vf_coef * mean_t((V(s_t) - G_t)^2)``
+
+    where ``G_t = sum_k gamma^k r_{t+k}`` is the reward-to-go of the step within its own episode, ``A_t = G_t - b_t``
+    with ``b_t`` chosen by ``baseline``, ``w_t`` is 1 for the steps of this rollout and a clipped importance ratio for
+    steps carried over from an earlier one, and the value term exists only with ``baseline="value"``.
+
+    Episode ends: a terminal ends the return. A time-limit truncation (``TimeLimit.truncated``) is not a terminal:
+    with ``baseline="value"`` the return is bootstrapped there with ``gamma * V(terminal observation)``; without a
+    critic (``"none"``, ``"mean"``) the return simply ends at the truncation, so its last steps are underestimated
+    (no critic value is ever added to the rewards, unlike SB3's A2C/PPO).
+
+    Paper: https://link.springer.com/article/10.1007/BF00992696 ; Sutton & Barto (2018), sections 13.3 and 13.4.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate (Adam by default), it can be a function
+        of the current progress remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+        (i.e. the rollout is n_steps * n_envs steps, one gradient step per rollout)
+    :param gamma: Discount factor in [0, 1]
+    :param baseline: What is subtracted from the returns: ``"none"`` (textbook REINFORCE, ``A_t = G_t``),
+        ``"mean"`` (a running mean of returns, no critic: the exponential moving average, weight 0.9 on the past,
+        of the mean return of previous updates; the first update uses its own batch mean) or ``"value"``
+        (a learned state value ``V(s_t)`` trained by MSE on the returns with ``vf_coef``: "REINFORCE with baseline").
+        With ``"none"`` and ``"mean"`` no critic is evaluated or trained.
+    :param normalize_advantage: Standardise the advantages (returns minus baseline) over each batch
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param vf_coef: Value function coefficient for the loss calculation (``baseline="value"`` only)
+    :param max_grad_norm: Maximum global norm of the gradient (clipping); ``None`` disables clipping
+    :param incomplete_episodes: What happens to the steps of an episode still running when the rollout ends.
+        ``"carry"``: they are held over and used in the update after the one in which their episode ends, with their
+        exact returns and the importance weight ``min(pi(a|s) / mu(a|s), carry_ratio_clip)`` (``mu`` the policy that
+        sampled them; the ratios of later actions in the episode are ignored, as in PPO and V-trace).
+        ``"drop"``: they are left out of this update (steps of an episode that began in an earlier rollout and ends in
+        this one have exact returns and are kept). ``"bootstrap"`` (``baseline="value"`` only): their return ends with
+        ``gamma^k * V(s_T)``, as in A2C.
+    :param carry_ratio_clip: Upper bound of the importance weight of carried steps (``incomplete_episodes="carry"``)
+    :param carry_max_steps: At most this many steps per env are held over; beyond it the oldest are dropped (their
+        episode is still running after that many steps)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+        instead of action noise exploration (default: False)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        Default: -1 (only sample at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use, a subclass of ``ReinforceRolloutBuffer`` or
+        ``ReinforceDictRolloutBuffer``. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
+        debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    rollout_buffer: ReinforceRolloutBuffer | ReinforceDictRolloutBuffer
+
+    def __init__(
+        self,
+        policy: str | type[MlpPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        n_steps: int = 512,
+        gamma: float = 0.99,
+        baseline: str = "value",
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float | None = 0.5,
+        incomplete_episodes: str = "carry",
+        carry_ratio_clip: float = 1.0,
+        carry_max_steps: int = 10_000,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        _validate_hyperparameters(
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            baseline=baseline,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            incomplete_episodes=incomplete_episodes,
+            carry_ratio_clip=carry_ratio_clip,
+            carry_max_steps=carry_max_steps,
+        )
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=1.0,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,  # type: ignore[arg-type]
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            _init_setup_model=False,
+        )
+        self.baseline = baseline
+        self.normalize_advantage = normalize_advantage
+        self.incomplete_episodes = incomplete_episodes
+        self.carry_ratio_clip = carry_ratio_clip
+        self.carry_max_steps = carry_max_steps
+        # Running mean of returns (baseline="mean"); saved with the model so that training resumes where it stopped.
+        self._return_mean: float | None = None
+        # Per env, the steps of its running episode held over from earlier rollouts (incomplete_episodes="carry").
+        self._carry: list[_Steps | None] = []
+
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        _check_spaces(self.observation_space, self.action_space)
+        if self.rollout_buffer_class is None:
+            is_dict = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = ReinforceDictRolloutBuffer if is_dict else ReinforceRolloutBuffer
+        elif not issubclass(self.rollout_buffer_class, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer)):
+            raise TypeError(
+                "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer "
+                f"(REINFORCE needs the episode ends they record), got {self.rollout_buffer_class.__name__}"
+            )
+        super()._setup_model()
+        self._carry = [None] * self.n_envs
+
+    def _excluded_save_params(self) -> list[str]:
+        # Held-over steps belong to the training env's running episodes, like the rollout buffer: not saved.
+        return [*super()._excluded_save_params(), "_carry"]
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        if reset_num_timesteps or self._last_obs is None or len(self._carry) != self.n_envs:
+            # The envs are reset: the episodes the held-over steps belong to are gone.
+            self._carry = [None] * self.n_envs
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """
+        Collect ``n_rollout_steps`` steps per env with the current policy and fill the rollout buffer.
+
+        Actions are sampled from the policy's own distribution and stored exactly as sampled, with their
+        log-probabilities. Unlike SB3's version, no critic value is added to the rewards: episode ends and, with a
+        critic, the values after time-limit truncations are recorded separately for :func:`discounted_returns`.
+
+        :param env: The training environment
+        :param callback: Callback that will be called at each step
+            (and at the beginning and end of the rollout)
+        :param rollout_buffer: Buffer to fill with rollouts
+        :param n_rollout_steps: Number of experiences to collect per environment
+        :return: True if function returned with at least `n_rollout_steps`
+            collected, False if callback terminated rollout prematurely.
+        """
+        assert self._last_obs is not None, "No previous observation was provided"
+        assert isinstance(rollout_buffer, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer))
+        self.policy.set_training_mode(False)
+
+        n_steps = 0
+        rollout_buffer.reset()
+        unused_values = th.zeros(env.num_envs)
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+
+        callback.on_rollout_start()
+        _check_finite("observation", self._last_obs, 0)  # type: ignore[arg-type]
+
+        while n_steps < n_rollout_steps:
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                self.policy.reset_noise(env.num_envs)
+
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                distribution = self.policy.get_distribution(obs_tensor)
+                sampled = distribution.get_actions()
+                log_probs = distribution.log_prob(sampled)
+            actions = sampled.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
+
+            new_obs, rewards, dones, infos = env.step(self._to_env_actions(actions))
+            self.num_timesteps += env.num_envs
+
+            # Give access to local variables
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+
+            self._update_info_buffer(infos, dones)
+            n_steps += 1
+            _check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
+            _check_finite("reward", rewards, n_steps)
+
+            rollout_buffer.add(
+                self._last_obs,  # type: ignore[arg-type]
+                actions,
+                rewards,
+                self._last_episode_starts,  # type: ignore[arg-type]
+                unused_values,
+                log_probs,
+            )
+            rollout_buffer.record_episode_ends(dones, self._truncation_values(infos, dones))
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+
+        if self.incomplete_episodes == "bootstrap":
+            with th.no_grad():
+                last_values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
+            rollout_buffer.tail_values = last_values.cpu().numpy().flatten()
+
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _to_env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """The actions to send to the env; the buffer keeps the sampled ones, whose log-probabilities we hold."""
+        if not isinstance(self.action_space, spaces.Box):
+            return actions
+        if self.policy.squash_output:
+            return self.policy.unscale_action(actions)
+        return np.clip(actions, self.action_space.low, self.action_space.high)
+
+    def _truncation_values(self, infos: list[dict[str, Any]], dones: np.ndarray) -> np.ndarray | None:
+        """``V(terminal observation)`` for the envs whose episode was truncated by a time limit, with a critic only."""
+        if self.baseline != "value" or not dones.any():
+            return None
+        values = np.zeros(len(dones), dtype=np.float32)
+        for idx in np.flatnonzero(dones):
+            terminal_obs = infos[idx].get("terminal_observation")
+            if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
+                with th.no_grad():
+                    values[idx] = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
+        return values
+
+    def train(self) -> None:
+        """
+        One gradient step of REINFORCE on the rollout just collected (and on carried steps whose episode ended).
+
+        Nothing is changed (weights, optimizer state, running mean, held-over steps) unless the loss and its
+        gradient are finite.
+        """
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+
+        batch, next_carry = self._assemble_batch()
+        n_collected = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
+        self.logger.record("train/used_fraction", (batch.n_fresh if batch else 0) / n_collected)
+        if batch is None:
+            # No episode ended in this rollout and nothing can be bootstrapped: there is no exact return to learn from.
+            self._carry = next_carry
+            return
+
+        observations = obs_as_tensor(batch.steps.observations, self.device)  # type: ignore[arg-type]
+        actions = th.as_tensor(batch.steps.actions, device=self.device)
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        returns = th.as_tensor(batch.returns, device=self.device)
+
+        log_prob, entropy, values = self._evaluate_actions(observations, actions)
+        weights = self._importance_weights(log_prob, batch)
+        if values is not None:
+            baseline: th.Tensor | float = values.detach()
+        elif self.baseline == "mean":
+            baseline = returns.mean().item() if self._return_mean is None else self._return_mean
+        else:
+            baseline = 0.0
+        advantages = compute_advantages(returns, baseline, self.normalize_advantage)
+
+        policy_loss = policy_gradient_loss(log_prob, advantages, weights)
+        entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
+        loss = policy_loss + self.ent_coef * entropy_loss
+        if values is not None:
+            value_loss = F.mse_loss(values, returns)
+            loss = loss + self.vf_coef * value_loss
+
+        grad_norm = self._gradient_step(loss)
+
+        # The step went through: only now commit the state that depends on this batch.
+        self._carry = next_carry
+        if self.baseline == "mean":
+            self._return_mean = update_running_mean(self._return_mean, returns.mean().item(), MEAN_BASELINE_MOMENTUM)
+        self._n_updates += 1
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/policy_loss", policy_loss.item())
+        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/grad_norm", grad_norm)
+        self.logger.record("train/return_mean", returns.mean().item())
+        self.logger.record("train/carried_steps", int(batch.carried.sum()))
+        if weights is not None:
+            self.logger.record("train/carry_weight_mean", weights[th.as_tensor(batch.carried)].mean().item())
+        if self.baseline == "mean":
+            self.logger.record("train/baseline", float(baseline))
+        if values is not None:
+            self.logger.record("train/value_loss", value_loss.item())
+            ev = explained_variance(values.detach().cpu().numpy(), batch.returns)
+            self.logger.record("train/explained_variance", ev)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+
+    def _assemble_batch(self) -> tuple[_Batch | None, list[_Steps | None]]:
+        """
+        Returns of the rollout, the steps they are exact for (or bootstrapped), and the held-over steps.
+
+        :return: The batch (``None`` when it is empty) and the held-over steps to keep if the update goes through.
+        """
+        buffer = self.rollout_buffer
+        returns, complete = discounted_returns(
+            buffer.rewards,
+            buffer.dones,
+            self.gamma,
+            last_values=buffer.tail_values,
+            truncation_values=buffer.truncation_values,
+        )
+        rollout = _Steps(buffer.observations, buffer.actions, buffer.rewards, buffer.log_probs)  # type: ignore[arg-type]
+        used = np.ones_like(complete) if self.incomplete_episodes == "bootstrap" else complete
+        used_index = np.nonzero(used)
+        parts, part_returns = [rollout.take(used_index)], [returns[used_index]]
+        n_fresh = len(part_returns[0])
+
+        next_carry: list[_Steps | None] = [None] * buffer.n_envs
+        if self.incomplete_episodes == "carry":
+            for env_idx in range(buffer.n_envs):
+                held = self._carry[env_idx]
+                if held is not None and complete[0, env_idx]:
+                    # The held-over episode ended in this rollout: its return continues into this rollout's first step.
+                    held_returns, _ = discounted_returns(
+                        held.rewards[:, None],
+                        np.zeros((len(held), 1), dtype=bool),
+                        self.gamma,
+                        last_values=returns[0, env_idx : env_idx + 1],
+                    )
+                    parts.append(held)
+                    part_returns.append(held_returns[:, 0])
+                    held = None
+                first_open = int(complete[:, env_idx].sum())
+                if first_open < buffer.buffer_size:
+                    open_steps = rollout.take((slice(first_open, None), env_idx))
+                    held = open_steps if held is None else _Steps.concat([held, open_steps])
+                    if len(held) > self.carry_max_steps:
+                        held = held.take(slice(len(held) - self.carry_max_steps, None))
+                next_carry[env_idx] = held
+
+        carried = np.zeros(sum(len(part) for part in parts), dtype=bool)
+        carried[n_fresh:] = True
+        if len(carried) == 0:
+            return None, next_carry
+        return _Batch(_Steps.concat(parts), np.concatenate(part_returns), carried, n_fresh), next_carry
+
+    def _evaluate_actions(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
+        """Log-probabilities and entropy of the actions, and the critic values (``None`` without a critic)."""
+        if self.baseline == "value":
+            values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)
+            return log_prob, entropy, values.flatten()
+        distribution = self.policy.get_distribution(observations)
+        return distribution.log_prob(actions), distribution.entropy(), None
+
+    def _importance_weights(self, log_prob: th.Tensor, batch: _Batch) -> th.Tensor | None:
+        """1 for this rollout's steps, the clipped ratio for carried ones; ``None`` when nothing is carried."""
+        if not batch.carried.any():
+            return None
+        carried = th.as_tensor(batch.carried, device=self.device)
+        behaviour_log_prob = th.as_tensor(batch.steps.log_probs, device=self.device)
+        weights = th.ones_like(log_prob)
+        weights[carried] = truncated_importance_weights(log_prob[carried], behaviour_log_prob[carried], self.carry_ratio_clip)
+        return weights
+
+    def _gradient_step(self, loss: th.Tensor) -> float:
+        """Backward, clip the global gradient norm, step; raise before the step if anything is not finite."""
+        if not th.isfinite(loss):
+            raise NonFiniteError(
+                f"The REINFORCE loss is {loss.item()}; no weight was changed. Check rewards and observations."
+            )
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        max_norm = math.inf if self.max_grad_norm is None else self.max_grad_norm
+        grad_norm = float(th.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm))
+        if not math.isfinite(grad_norm):
+            self.policy.optimizer.zero_grad()
+            raise NonFiniteError(f"The gradient norm is {grad_norm}; no weight was changed. Check rewards and observations.")
+        self.policy.optimizer.step()
+        return grad_norm
+
+    def learn(
+        self: SelfREINFORCE,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "REINFORCE",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfREINFORCE:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+
+def _validate_hyperparameters(
+    learning_rate: float | Schedule,
+    n_steps: int,
+    gamma: float,
+    baseline: str,
+    ent_coef: float,
+    vf_coef: float,
+    max_grad_norm: float | None,
+    incomplete_episodes: str,
+    carry_ratio_clip: float,
+    carry_max_steps: int,
+) -> None:
+    """Raise a ``ValueError`` naming the argument and what it accepts."""
+
+    def is_real(value: Any) -> bool:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if not callable(learning_rate) and not (is_real(learning_rate) and 0 < learning_rate < math.inf):
+        raise ValueError(f"learning_rate must be a positive finite number or a schedule (callable), got {learning_rate!r}")
+    if not is_int(n_steps) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    if not is_real(gamma) or not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {baseline!r}")
+    if incomplete_episodes not in INCOMPLETE_EPISODES:
+        raise ValueError(
+            f"incomplete_episodes must be one of {', '.join(map(repr, INCOMPLETE_EPISODES))}, got {incomplete_episodes!r}"
+        )
+    if incomplete_episodes == "bootstrap" and baseline != "value":
+        raise ValueError(
+            f"incomplete_episodes='bootstrap' needs a critic: use baseline='value' (got baseline={baseline!r}), "
+            "or incomplete_episodes='carry' or 'drop'"
+        )
+    for name, value in (("ent_coef", ent_coef), ("vf_coef", vf_coef)):
+        if not is_real(value) or not 0.0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if max_grad_norm is not None and not (is_real(max_grad_norm) and 0.0 < max_grad_norm < math.inf):
+        raise ValueError(f"max_grad_norm must be a positive finite number, or None to disable clipping, got {max_grad_norm!r}")
+    if not is_real(carry_ratio_clip) or not 0.0 < carry_ratio_clip < math.inf:
+        raise ValueError(f"carry_ratio_clip must be a positive finite number, got {carry_ratio_clip!r}")
+    if not is_int(carry_max_steps) or carry_max_steps < 1:
+        raise ValueError(f"carry_max_steps must be an integer >= 1, got {carry_max_steps!r}")
+
+
+def _check_spaces(observation_space: spaces.Space | None, action_space: spaces.Space | None) -> None:
+    """Raise a ``TypeError`` listing what REINFORCE supports (spaces are ``None`` while loading without an env)."""
+
+    def names(kinds: tuple[type, ...]) -> str:
+        return ", ".join(kind.__name__ for kind in kinds)
+
+    if action_space is not None and not isinstance(action_space, SUPPORTED_ACTION_SPACES):
+        raise TypeError(
+            f"REINFORCE does not support the action space {action_space}; supported: {names(SUPPORTED_ACTION_SPACES)}"
+        )
+    if observation_space is not None and not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES):
+        raise TypeError(
+            f"REINFORCE does not support the observation space {observation_space}; "
+            f"supported: {names(SUPPORTED_OBSERVATION_SPACES)}"
+        )
