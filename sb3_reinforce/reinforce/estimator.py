@@ -8,7 +8,7 @@ on hand-computed values and on problems small enough to enumerate:
 - :func:`compute_advantages`: return minus baseline, optionally standardised;
 - :func:`truncated_importance_weights`: the correction for steps carried over from an earlier policy;
 - :func:`policy_gradient_loss`: the surrogate whose gradient is the policy-gradient estimate;
-- :func:`update_running_mean`: the running mean of returns used by ``baseline="mean"``.
+- :func:`update_return_moments`: running mean and variance of returns, for the ``"mean"`` and ``"value"`` baselines.
 """
 
 import numpy as np
@@ -114,15 +114,26 @@ def policy_gradient_loss(log_prob: th.Tensor, advantages: th.Tensor, weights: th
     return -(weighted * log_prob).mean()
 
 
-def update_running_mean(running_mean: float | None, batch_mean: float, momentum: float) -> float:
+def update_return_moments(
+    moments: tuple[float, float] | None, batch_mean: float, batch_var: float, momentum: float
+) -> tuple[float, float]:
     """
-    Exponential moving average of the mean return, the baseline of ``baseline="mean"``.
+    Exponential moving averages of the mean and variance of returns.
 
-    :param running_mean: Current average, or ``None`` before the first batch.
+    ``baseline="mean"`` subtracts the running mean; ``baseline="value"`` trains its critic on returns standardised
+    with both, so that the critic works at any reward scale (rewards of -1e6 included). Only batches *before* the
+    current one enter the moments used for it, so the baseline never depends on the actions it weighs.
+
+    :param moments: Current ``(mean, variance)``, or ``None`` before the first batch.
     :param batch_mean: Mean return of the batch just used.
-    :param momentum: Weight of the old average in [0, 1).
-    :return: The new average (the batch mean itself for the first batch).
+    :param batch_var: Variance of the returns of the batch just used.
+    :param momentum: Weight of the old averages in [0, 1).
+    :return: The new ``(mean, variance)`` (the batch's own for the first batch).
     """
-    if running_mean is None:
-        return float(batch_mean)
-    return float(momentum * running_mean + (1.0 - momentum) * batch_mean)
+    if moments is None:
+        return float(batch_mean), float(batch_var)
+    mean, var = moments
+    return (
+        float(momentum * mean + (1.0 - momentum) * batch_mean),
+        float(momentum * var + (1.0 - momentum) * batch_var),
+    )

@@ -20,7 +20,7 @@ from sb3_reinforce.reinforce.estimator import (
     discounted_returns,
     policy_gradient_loss,
     truncated_importance_weights,
-    update_running_mean,
+    update_return_moments,
 )
 from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -32,8 +32,8 @@ BASELINES = ("none", "mean", "value")
 INCOMPLETE_EPISODES = ("carry", "drop", "bootstrap")
 SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
-# Weight of the old average in the running mean of returns used by ``baseline="mean"``.
-MEAN_BASELINE_MOMENTUM = 0.9
+# Weight of the past in the running mean and variance of returns (``baseline="mean"`` and ``"value"``).
+RETURN_MOMENTS_MOMENTUM = 0.9
 
 
 class NonFiniteError(ValueError):
@@ -113,6 +113,10 @@ class REINFORCE(OnPolicyAlgorithm):
     with ``b_t`` chosen by ``baseline``, ``w_t`` is 1 for the steps of this rollout and a clipped importance ratio for
     steps carried over from an earlier one, and the value term exists only with ``baseline="value"``.
 
+    As in A2C and PPO, the ``gamma^t`` factor of Sutton & Barto's pseudo-code is left out: every visited state counts
+    the same, which is the exact policy gradient for ``gamma = 1`` and, for ``gamma < 1``, the usual (slightly
+    biased, much lower variance) choice of deep RL libraries (Nota & Thomas, 2020).
+
     Episode ends: a terminal ends the return. A time-limit truncation (``TimeLimit.truncated``) is not a terminal:
     with ``baseline="value"`` the return is bootstrapped there with ``gamma * V(terminal observation)``; without a
     critic (``"none"``, ``"mean"``) the return simply ends at the truncation, so its last steps are underestimated
@@ -130,7 +134,8 @@ class REINFORCE(OnPolicyAlgorithm):
     :param baseline: What is subtracted from the returns: ``"none"`` (textbook REINFORCE, ``A_t = G_t``),
         ``"mean"`` (a running mean of returns, no critic: the exponential moving average, weight 0.9 on the past,
         of the mean return of previous updates; the first update uses its own batch mean) or ``"value"``
-        (a learned state value ``V(s_t)`` trained by MSE on the returns with ``vf_coef``: "REINFORCE with baseline").
+        (a learned state value ``V(s_t)``: "REINFORCE with baseline"; the critic is trained by MSE, weighted by
+        ``vf_coef``, on returns standardised with their running mean and standard deviation, so any reward scale works).
         With ``"none"`` and ``"mean"`` no critic is evaluated or trained.
     :param normalize_advantage: Standardise the advantages (returns minus baseline) over each batch
     :param ent_coef: Entropy coefficient for the loss calculation
@@ -238,8 +243,8 @@ class REINFORCE(OnPolicyAlgorithm):
         self.incomplete_episodes = incomplete_episodes
         self.carry_ratio_clip = carry_ratio_clip
         self.carry_max_steps = carry_max_steps
-        # Running mean of returns (baseline="mean"); saved with the model so that training resumes where it stopped.
-        self._return_mean: float | None = None
+        # Running (mean, variance) of returns; saved with the model so that training resumes where it stopped.
+        self._return_moments: tuple[float, float] | None = None
         # Per env, the steps of its running episode held over from earlier rollouts (incomplete_episodes="carry").
         self._carry: list[_Steps | None] = []
 
@@ -350,7 +355,8 @@ class REINFORCE(OnPolicyAlgorithm):
         if self.incomplete_episodes == "bootstrap":
             with th.no_grad():
                 last_values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
-            rollout_buffer.tail_values = last_values.cpu().numpy().flatten()
+            mean, std = self._return_scale()
+            rollout_buffer.tail_values = mean + std * last_values.cpu().numpy().flatten()
 
         callback.update_locals(locals())
         callback.on_rollout_end()
@@ -369,11 +375,13 @@ class REINFORCE(OnPolicyAlgorithm):
         if self.baseline != "value" or not dones.any():
             return None
         values = np.zeros(len(dones), dtype=np.float32)
+        mean, std = self._return_scale()
         for idx in np.flatnonzero(dones):
             terminal_obs = infos[idx].get("terminal_observation")
             if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
                 with th.no_grad():
-                    values[idx] = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
+                    critic = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
+                values[idx] = mean + std * critic
         return values
 
     def train(self) -> None:
@@ -402,10 +410,12 @@ class REINFORCE(OnPolicyAlgorithm):
 
         log_prob, entropy, values = self._evaluate_actions(observations, actions)
         weights = self._importance_weights(log_prob, batch)
+        return_mean, return_std = self._return_scale(returns)
         if values is not None:
-            baseline: th.Tensor | float = values.detach()
+            # The critic predicts standardised returns: V(s) = return_mean + return_std * critic(s).
+            baseline: th.Tensor | float = return_mean + return_std * values.detach()
         elif self.baseline == "mean":
-            baseline = returns.mean().item() if self._return_mean is None else self._return_mean
+            baseline = return_mean
         else:
             baseline = 0.0
         advantages = compute_advantages(returns, baseline, self.normalize_advantage)
@@ -414,15 +424,16 @@ class REINFORCE(OnPolicyAlgorithm):
         entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
         loss = policy_loss + self.ent_coef * entropy_loss
         if values is not None:
-            value_loss = F.mse_loss(values, returns)
+            value_loss = F.mse_loss(values, (returns - return_mean) / return_std)
             loss = loss + self.vf_coef * value_loss
 
         grad_norm = self._gradient_step(loss)
 
         # The step went through: only now commit the state that depends on this batch.
         self._carry = next_carry
-        if self.baseline == "mean":
-            self._return_mean = update_running_mean(self._return_mean, returns.mean().item(), MEAN_BASELINE_MOMENTUM)
+        self._return_moments = update_return_moments(
+            self._return_moments, returns.mean().item(), returns.var(unbiased=False).item(), RETURN_MOMENTS_MOMENTUM
+        )
         self._n_updates += 1
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -437,8 +448,9 @@ class REINFORCE(OnPolicyAlgorithm):
             self.logger.record("train/baseline", float(baseline))
         if values is not None:
             self.logger.record("train/value_loss", value_loss.item())
-            ev = explained_variance(values.detach().cpu().numpy(), batch.returns)
-            self.logger.record("train/explained_variance", ev)
+            if batch.returns.var() > 0:  # undefined (SB3 gives NaN) when every return is the same
+                ev = explained_variance(th.as_tensor(baseline).cpu().numpy(), batch.returns)
+                self.logger.record("train/explained_variance", ev)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
 
@@ -490,6 +502,19 @@ class REINFORCE(OnPolicyAlgorithm):
         if len(carried) == 0:
             return None, next_carry
         return _Batch(_Steps.concat(parts), np.concatenate(part_returns), carried, n_fresh), next_carry
+
+    def _return_scale(self, returns: th.Tensor | None = None) -> tuple[float, float]:
+        """
+        ``(mean, std)`` of returns from the updates before this one; before the first update, those of ``returns``
+        (the batch at hand) if given, else ``(0, 1)``.
+        """
+        if self._return_moments is not None:
+            mean, var = self._return_moments
+        elif returns is not None:
+            mean, var = returns.mean().item(), returns.var(unbiased=False).item()
+        else:
+            mean, var = 0.0, 1.0
+        return mean, math.sqrt(var) + 1e-8
 
     def _evaluate_actions(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
         """Log-probabilities and entropy of the actions, and the critic values (``None`` without a critic)."""

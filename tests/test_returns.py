@@ -1,0 +1,192 @@
+"""Monte Carlo returns, against hand-computed values, and what each incomplete-episodes mode does with them."""
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_reinforce import REINFORCE
+from sb3_reinforce.reinforce.estimator import discounted_returns
+from tests.envs import CountingEnv
+
+
+def test_one_env_no_episode_end():
+    returns, complete = discounted_returns(np.array([[1.0], [2.0], [3.0], [4.0]]), np.zeros((4, 1)), gamma=0.5)
+    # G3 = 4, G2 = 3 + 2 = 5, G1 = 2 + 2.5 = 4.5, G0 = 1 + 2.25 = 3.25
+    np.testing.assert_allclose(returns[:, 0], [3.25, 4.5, 5.0, 4.0])
+    assert not complete.any()
+
+
+def test_returns_are_not_rewards():
+    rewards = np.array([[0.0], [0.0], [1.0]])
+    returns, _ = discounted_returns(rewards, np.array([[0], [0], [1]]), gamma=0.9)
+    # A reward at the end of the episode is credited to every earlier step, discounted.
+    np.testing.assert_allclose(returns[:, 0], [0.81, 0.9, 1.0], rtol=1e-6)
+
+
+def test_episode_ends_mid_rollout_and_gamma():
+    rewards = np.array([[1.0], [2.0], [3.0], [4.0]])
+    dones = np.array([[0], [1], [0], [0]])
+    returns, complete = discounted_returns(rewards, dones, gamma=0.5)
+    np.testing.assert_allclose(returns[:, 0], [2.0, 2.0, 5.0, 4.0])
+    np.testing.assert_array_equal(complete[:, 0], [True, True, False, False])
+    # gamma = 1: undiscounted sums; gamma = 0: the returns are the rewards.
+    np.testing.assert_allclose(discounted_returns(rewards, dones, 1.0)[0][:, 0], [3.0, 2.0, 7.0, 4.0])
+    np.testing.assert_allclose(discounted_returns(rewards, dones, 0.0)[0][:, 0], [1.0, 2.0, 3.0, 4.0])
+
+
+def test_several_envs_are_independent():
+    rewards = np.array([[1.0, 10.0, 0.5], [1.0, 20.0, 0.5], [1.0, 30.0, 0.5]])
+    dones = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]])
+    returns, complete = discounted_returns(rewards, dones, gamma=0.5)
+    np.testing.assert_allclose(returns[:, 0], [1.0, 1.5, 1.0])
+    np.testing.assert_allclose(returns[:, 1], [20.0, 20.0, 30.0])
+    np.testing.assert_allclose(returns[:, 2], [0.875, 0.75, 0.5])
+    np.testing.assert_array_equal(complete, [[True, True, False], [True, True, False], [True, False, False]])
+
+
+def test_truncation_bootstraps_with_value_and_last_values_continue_the_return():
+    rewards = np.array([[1.0], [2.0], [3.0], [4.0]])
+    dones = np.array([[0], [1], [0], [0]])
+    truncation_values = np.array([[0.0], [10.0], [0.0], [0.0]])
+    returns, complete = discounted_returns(
+        rewards, dones, 0.5, last_values=np.array([8.0]), truncation_values=truncation_values
+    )
+    # G1 = 2 + 0.5 * V(terminal obs) = 7, G0 = 1 + 3.5; G3 = 4 + 0.5 * 8 = 8, G2 = 3 + 4 = 7
+    np.testing.assert_allclose(returns[:, 0], [4.5, 7.0, 7.0, 8.0])
+    np.testing.assert_array_equal(complete[:, 0], [True, True, False, False])
+    # A rollout whose last step ends its episode ignores last_values.
+    returns, _ = discounted_returns(np.array([[1.0]]), np.array([[1]]), 0.5, last_values=np.array([100.0]))
+    assert returns[0, 0] == 1.0
+
+
+def test_shape_errors_are_clear():
+    with pytest.raises(ValueError, match="rewards and dones"):
+        discounted_returns(np.zeros((3, 2)), np.zeros((3, 1)), 0.9)
+    with pytest.raises(ValueError, match="truncation_values"):
+        discounted_returns(np.zeros((3, 2)), np.zeros((3, 2)), 0.9, truncation_values=np.zeros(3))
+
+
+def _model(incomplete_episodes: str, baseline: str = "mean", n_steps: int = 4, **env_kwargs) -> REINFORCE:
+    env = DummyVecEnv([lambda: CountingEnv(length=3, **env_kwargs)])
+    return REINFORCE(
+        "MlpPolicy", env, n_steps=n_steps, gamma=0.5, baseline=baseline, incomplete_episodes=incomplete_episodes, seed=0
+    )
+
+
+def _start(model: REINFORCE) -> Callable[[], None]:
+    """Set the model up as ``learn()`` does; return a function that collects one rollout."""
+    _, callback = model._setup_learn(10_000)
+
+    def collect() -> None:
+        assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+
+    return collect
+
+
+def test_drop_keeps_episodes_that_began_earlier_and_drops_unfinished_steps():
+    model = _model("drop")
+    _collect = _start(model)
+    _collect()
+    batch, carry = model._assemble_batch()
+    # Rollout 1: episode 0 steps 0, 1, 2 (ends), episode 1 step 0 (unfinished, dropped).
+    np.testing.assert_array_equal(batch.steps.observations, [[0, 0], [1, 0], [2, 0]])
+    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0])
+    assert batch.n_fresh == 3 and not batch.carried.any() and carry == [None]
+    model.train()
+    _collect()
+    batch, _ = model._assemble_batch()
+    # Rollout 2: episode 1 steps 1, 2 end here and have exact returns (kept); episode 2 steps 0, 1 are dropped.
+    np.testing.assert_array_equal(batch.steps.observations, [[1, 1], [2, 1]])
+    np.testing.assert_allclose(batch.returns, [1.5, 1.0])
+
+
+def test_carry_completes_held_steps_in_a_later_rollout():
+    model = _model("carry")
+    _collect = _start(model)
+    _collect()
+    batch, carry = model._assemble_batch()
+    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0])
+    assert carry[0] is not None
+    np.testing.assert_array_equal(carry[0].observations, [[0, 1]])  # episode 1, step 0 is held over
+    model.train()
+    _collect()
+    batch, carry = model._assemble_batch()
+    # Fresh: episode 1 steps 1, 2; carried: episode 1 step 0, whose return spans both rollouts.
+    np.testing.assert_array_equal(batch.steps.observations, [[1, 1], [2, 1], [0, 1]])
+    np.testing.assert_allclose(batch.returns, [1.5, 1.0, 1.75])
+    np.testing.assert_array_equal(batch.carried, [False, False, True])
+    np.testing.assert_array_equal(carry[0].observations, [[0, 2], [1, 2]])
+
+
+def test_carry_holds_a_long_episode_over_several_rollouts_and_caps_it():
+    model = _model("carry", n_steps=2)
+    model.carry_max_steps = 100
+    model.env = DummyVecEnv([lambda: CountingEnv(length=5)])
+    _collect = _start(model)
+    _collect()  # episode 0 steps 0, 1: nothing complete
+    batch, carry = model._assemble_batch()
+    assert batch is None and len(carry[0]) == 2
+    model.train()  # an empty update changes no weight but keeps the held-over steps
+    assert model._n_updates == 0 and len(model._carry[0]) == 2
+    _collect()  # steps 2, 3
+    model.train()
+    assert len(model._carry[0]) == 4
+    _collect()  # step 4 ends episode 0, then episode 1 step 0
+    batch, carry = model._assemble_batch()
+    np.testing.assert_array_equal(batch.steps.observations[:, 0], [4, 0, 1, 2, 3])
+    np.testing.assert_allclose(batch.returns, [1.0, 1.9375, 1.875, 1.75, 1.5])
+    np.testing.assert_array_equal(carry[0].observations, [[0, 1]])
+    model.carry_max_steps = 1
+    model._carry = [carry[0]]
+    _collect()
+    _, carry = model._assemble_batch()
+    np.testing.assert_array_equal(carry[0].observations, [[2, 1]])  # only the newest step is kept
+
+
+def test_bootstrap_uses_every_step_and_the_critic_at_the_end():
+    model = _model("bootstrap", baseline="value")
+    _collect = _start(model)
+    _collect()
+    batch, _ = model._assemble_batch()
+    tail = float(model.rollout_buffer.tail_values[0])
+    assert tail != 0.0
+    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0 + 0.5 * tail], rtol=1e-6)
+
+
+@pytest.mark.parametrize("baseline", ["none", "mean"])
+def test_truncation_without_critic_ends_the_return_and_adds_nothing_to_rewards(baseline):
+    model = _model("drop", baseline=baseline, n_steps=6, truncate=True)
+    _collect = _start(model)
+    _collect()
+    buffer = model.rollout_buffer
+    np.testing.assert_array_equal(buffer.rewards[:, 0], np.ones(6))  # SB3 would add gamma * V(terminal obs) here
+    assert not buffer.truncation_values.any()
+    batch, _ = model._assemble_batch()
+    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.75, 1.5, 1.0])
+
+
+def test_truncation_with_critic_bootstraps_from_the_terminal_observation():
+    model = _model("drop", baseline="value", n_steps=3, truncate=True)
+    _collect = _start(model)
+    _collect()
+    buffer = model.rollout_buffer
+    np.testing.assert_array_equal(buffer.rewards[:, 0], np.ones(3))
+    terminal_obs = np.array([3.0, 0.0], dtype=np.float32)
+    mean, std = model._return_scale()
+    expected = mean + std * model.policy.predict_values(model.policy.obs_to_tensor(terminal_obs)[0]).item()
+    assert buffer.truncation_values[2, 0] == pytest.approx(expected, rel=1e-5)
+    batch, _ = model._assemble_batch()
+    np.testing.assert_allclose(batch.returns[2], 1.0 + 0.5 * expected, rtol=1e-5)
+
+
+def test_several_envs_with_make_vec_env():
+    env = make_vec_env(lambda: CountingEnv(length=3), n_envs=3)
+    model = REINFORCE("MlpPolicy", env, n_steps=4, gamma=0.5, incomplete_episodes="carry", seed=0)
+    _collect = _start(model)
+    _collect()
+    batch, carry = model._assemble_batch()
+    assert batch.n_fresh == 9 and all(len(held) == 1 for held in carry)
+    np.testing.assert_allclose(sorted(batch.returns), sorted([1.75, 1.5, 1.0] * 3))

@@ -1,0 +1,167 @@
+"""Negative and huge rewards, sampled actions and their log-probabilities, gradient clipping, non-finite guards."""
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_reinforce import REINFORCE, NonFiniteError
+from tests.envs import BadValueEnv, CountingEnv, MatchTargetEnv
+
+
+class FiniteLogsCallback(BaseCallback):
+    """Asserts that every value the previous update logged is finite (train/* records survive until the next dump)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked = 0
+
+    def _on_rollout_start(self) -> None:
+        for key, value in self.logger.name_to_value.items():
+            assert np.isfinite(value), f"{key} = {value}"
+            self.checked += 1
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _accuracy(model: REINFORCE, horizon: int) -> float:
+    env = MatchTargetEnv(horizon=horizon)
+    obs, _ = env.reset(seed=123)
+    correct = []
+    for _ in range(400):
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, terminated, _, info = env.step(int(action))
+        correct.append(info["correct"])
+        if terminated:
+            obs, _ = env.reset()
+    return float(np.mean(correct))
+
+
+@pytest.mark.parametrize("normalize_advantage", [True, False])
+@pytest.mark.parametrize("baseline", ["mean", "value"])
+@pytest.mark.parametrize(("shift", "scale"), [(-100.0, 1.0), (-1e6, 1.0), (-1e6, 1e6)])
+def test_all_negative_rewards_still_learn_and_stay_finite(baseline, shift, scale, normalize_advantage):
+    """Every reward is negative (shifted by -100 or -1e6, or in [-1e6, 0]): no over-confidence, no NaN."""
+    env = make_vec_env(MatchTargetEnv, n_envs=4, seed=0, env_kwargs=dict(horizon=1, shift=shift, scale=scale))
+    model = REINFORCE(
+        "MlpPolicy", env, n_steps=64, baseline=baseline, normalize_advantage=normalize_advantage, learning_rate=3e-3, seed=0
+    )
+    callback = FiniteLogsCallback()
+    model.learn(6_000, callback=callback)
+    assert callback.checked > 0
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    assert _accuracy(model, horizon=1) > 0.95
+
+
+@pytest.mark.parametrize(("baseline", "shift", "scale"), [("value", -100.0, 1.0), ("value", -1e6, 1e6), ("mean", -1e6, 1e6)])
+def test_fixed_horizon_negative_rewards_learn(baseline, shift, scale):
+    """
+    Horizon 4, every reward negative. A constant shift makes the returns depend on the time left, which only a
+    state-dependent baseline removes (the observation holds the time left); scaled rewards in [-1e6, 0] need none.
+    """
+    env = make_vec_env(MatchTargetEnv, n_envs=4, seed=0, env_kwargs=dict(horizon=4, shift=shift, scale=scale))
+    model = REINFORCE("MlpPolicy", env, n_steps=64, baseline=baseline, learning_rate=3e-3, seed=0)
+    callback = FiniteLogsCallback()
+    model.learn(12_000, callback=callback)
+    assert _accuracy(model, horizon=4) > 0.9
+
+
+def test_losses_use_exactly_the_sampled_actions_with_finite_log_probabilities():
+    received = []
+
+    class Recorder(CountingEnv):
+        def step(self, action):
+            received.append(int(action))
+            return super().step(action)
+
+    model = REINFORCE("MlpPolicy", DummyVecEnv([Recorder]), n_steps=32, incomplete_episodes="drop", seed=0)
+    # A near-deterministic policy: action 1 has probability ~e^-40. Sampling from the model's own distribution means
+    # it is (almost) never sampled, and whatever is sampled has a finite log-probability.
+    with th.no_grad():
+        model.policy.action_net.bias.copy_(th.tensor([20.0, -20.0]))
+    _, callback = model._setup_learn(1_000)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, 32)
+    buffer = model.rollout_buffer
+    np.testing.assert_array_equal(buffer.actions[:, 0, 0], received)
+    batch, _ = model._assemble_batch()
+    obs = th.as_tensor(batch.steps.observations)
+    actions = th.as_tensor(batch.steps.actions).long().flatten()
+    np.testing.assert_array_equal(actions.numpy(), received[: len(actions)])
+    log_prob = model.policy.get_distribution(obs).log_prob(actions).detach()
+    assert th.isfinite(log_prob).all() and np.isfinite(batch.steps.log_probs).all()
+    np.testing.assert_allclose(log_prob.numpy(), batch.steps.log_probs, rtol=1e-5, atol=1e-6)
+
+
+def _capture_step_grad_norms(model: REINFORCE) -> list[float]:
+    norms: list[float] = []
+    step = model.policy.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        grads = [p.grad for p in model.policy.parameters() if p.grad is not None]
+        norms.append(float(th.linalg.vector_norm(th.stack([th.linalg.vector_norm(g) for g in grads]))))
+        return step(*args, **kwargs)
+
+    model.policy.optimizer.step = recording_step
+    return norms
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.5, None])
+def test_gradients_are_clipped_to_max_grad_norm(max_grad_norm):
+    env = make_vec_env(MatchTargetEnv, n_envs=2, seed=0, env_kwargs=dict(horizon=2, shift=-1e3))
+    model = REINFORCE(
+        "MlpPolicy", env, n_steps=32, baseline="none", normalize_advantage=False, max_grad_norm=max_grad_norm, seed=0
+    )
+    norms = _capture_step_grad_norms(model)
+    model.learn(256)
+    logged = model.logger.name_to_value["train/grad_norm"]
+    assert logged > 1.0  # returns around -2000 make a large raw gradient
+    if max_grad_norm is None:
+        assert norms[-1] == pytest.approx(logged, rel=1e-4)
+    else:
+        assert max(norms) <= max_grad_norm * (1 + 1e-4)
+
+
+def _state(model: REINFORCE) -> tuple[list[th.Tensor], dict]:
+    params = [p.detach().clone() for p in model.policy.parameters()]
+    optimizer_state = {
+        k: {n: (v.clone() if isinstance(v, th.Tensor) else v) for n, v in s.items()}
+        for k, s in model.policy.optimizer.state_dict()["state"].items()
+    }
+    return params, optimizer_state
+
+
+def _assert_same_state(model: REINFORCE, state: tuple[list[th.Tensor], dict]) -> None:
+    params, optimizer_state = state
+    for before, after in zip(params, model.policy.parameters(), strict=True):
+        assert th.equal(before, after.detach())
+    current = model.policy.optimizer.state_dict()["state"]
+    assert current.keys() == optimizer_state.keys()
+    for key, values in optimizer_state.items():
+        for name, value in values.items():
+            assert th.equal(th.as_tensor(value), th.as_tensor(current[key][name]))
+
+
+@pytest.mark.parametrize(("where", "bad"), [("reward", np.nan), ("reward", np.inf), ("observation", -np.inf)])
+def test_non_finite_env_values_raise_before_any_weight_changes(where, bad):
+    model = REINFORCE("MlpPolicy", DummyVecEnv([lambda: BadValueEnv(at=40, where=where, bad=bad)]), n_steps=16, seed=0)
+    model.learn(32)  # two clean updates
+    state = _state(model)
+    with pytest.raises(NonFiniteError, match=f"Non-finite {where} from env index 0 at step 8"):
+        model.learn(32, reset_num_timesteps=False)
+    _assert_same_state(model, state)
+
+
+def test_non_finite_loss_raises_and_leaves_model_and_optimizer_unchanged():
+    env = DummyVecEnv([lambda: CountingEnv(length=3)])
+    model = REINFORCE("MlpPolicy", env, n_steps=12, baseline="none", normalize_advantage=False, seed=0)
+    model.learn(24)
+    state, moments = _state(model), model._return_moments
+    # Finite rewards whose returns overflow float32: the loss is not finite.
+    env.envs[0].reward = 3e38
+    with pytest.raises(NonFiniteError, match="no weight was changed"):
+        model.learn(12, reset_num_timesteps=False)
+    _assert_same_state(model, state)
+    assert model._return_moments == moments
