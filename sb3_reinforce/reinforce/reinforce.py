@@ -1,4 +1,6 @@
+import io
 import math
+import pathlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -9,6 +11,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
@@ -263,6 +266,9 @@ class REINFORCE(OnPolicyAlgorithm):
             )
         super()._setup_model()
         self._carry = [None] * self.n_envs
+        if self._return_moments is not None:  # a loaded model: saved as a JSON list
+            mean, var = self._return_moments
+            self._return_moments = (float(mean), float(var))
 
     def _excluded_save_params(self) -> list[str]:
         # Held-over steps belong to the training env's running episodes, like the rollout buffer: not saved.
@@ -403,7 +409,8 @@ class REINFORCE(OnPolicyAlgorithm):
             return
 
         observations = obs_as_tensor(batch.steps.observations, self.device)  # type: ignore[arg-type]
-        actions = th.as_tensor(batch.steps.actions, device=self.device)
+        # As SB3's buffers do: float actions (MultiBinary is stored as int8), long indices for Discrete.
+        actions = th.as_tensor(batch.steps.actions.astype(np.float32, copy=False), device=self.device)
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
         returns = th.as_tensor(batch.returns, device=self.device)
@@ -549,6 +556,33 @@ class REINFORCE(OnPolicyAlgorithm):
             raise NonFiniteError(f"The gradient norm is {grad_norm}; no weight was changed. Check rewards and observations.")
         self.policy.optimizer.step()
         return grad_norm
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfREINFORCE],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfREINFORCE:
+        """
+        Load a REINFORCE model saved with ``save()``; see :meth:`stable_baselines3.common.base_class.BaseAlgorithm.load`.
+
+        :raises ValueError: when the file was saved by another algorithm (A2C, PPO, ...).
+        """
+        data, _, _ = load_from_zip_file(path, device=device, custom_objects=custom_objects, load_data=True)
+        missing = [key for key in ("baseline", "incomplete_episodes") if key not in (data or {})]
+        if missing:
+            raise ValueError(
+                f"{path} is not a REINFORCE save: its data has no {', '.join(missing)}. Was it saved by another "
+                "algorithm (A2C, PPO, ...)? Load it with that algorithm's class."
+            )
+        if isinstance(path, io.BufferedIOBase):
+            path.seek(0)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def learn(
         self: SelfREINFORCE,
