@@ -8,7 +8,8 @@ Examples (the numbers in the README come from these commands)::
 
     python benchmarks/grid.py --grid defaults --env CartPole-v1 --timesteps 100000 --seeds 5
     python benchmarks/grid.py --grid incomplete --env CartPole-v1 --timesteps 100000 --seeds 5
-    python benchmarks/grid.py --grid incomplete --env Acrobot-v1 --timesteps 200000 --seeds 3
+    python benchmarks/grid.py --grid incomplete --env Acrobot-v1 --timesteps 100000 --seeds 3
+    python benchmarks/grid.py --grid eight_envs --env CartPole-v1 --timesteps 100000 --seeds 5
 """
 
 import argparse
@@ -21,6 +22,22 @@ from typing import Any
 # name -> (algorithm, n_envs, hyper-parameters)
 GRIDS: dict[str, dict[str, tuple[str, int, dict[str, Any]]]] = {
     "defaults": {"REINFORCE defaults, 1 env": ("reinforce", 1, {})},
+    "eight_envs": {
+        f"8 envs, n_steps {n_steps}, lr {lr}, {baseline}, normalize {normalize}": (
+            "reinforce",
+            8,
+            {"n_steps": n_steps, "learning_rate": lr, "baseline": baseline, "normalize_advantage": normalize},
+        )
+        for baseline, normalize, n_steps, lr in (
+            ("value", False, 32, 3e-3),
+            ("value", False, 128, 3e-3),
+            ("value", False, 32, 1e-3),
+            ("mean", True, 32, 3e-3),
+            ("mean", True, 64, 3e-3),
+            ("mean", True, 128, 3e-3),
+            ("mean", True, 64, 1e-3),
+        )
+    },
     "incomplete": {
         f"{mode} / {baseline}": ("reinforce", 1, {"incomplete_episodes": mode, "baseline": baseline})
         for mode in ("carry", "drop", "bootstrap")

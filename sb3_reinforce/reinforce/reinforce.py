@@ -188,7 +188,7 @@ class REINFORCE(OnPolicyAlgorithm):
         n_steps: int = 512,
         gamma: float = 0.99,
         baseline: str = "value",
-        normalize_advantage: bool = True,
+        normalize_advantage: bool = False,
         ent_coef: float = 0.0,
         vf_coef: float = 0.5,
         max_grad_norm: float | None = 0.5,
@@ -450,7 +450,8 @@ class REINFORCE(OnPolicyAlgorithm):
         self.logger.record("train/return_mean", returns.mean().item())
         self.logger.record("train/carried_steps", int(batch.carried.sum()))
         if weights is not None:
-            self.logger.record("train/carry_weight_mean", weights[th.as_tensor(batch.carried)].mean().item())
+            carried = th.as_tensor(batch.carried, device=weights.device)
+            self.logger.record("train/carry_weight_mean", weights[carried].mean().item())
         if self.baseline == "mean":
             self.logger.record("train/baseline", float(baseline))
         if values is not None:
