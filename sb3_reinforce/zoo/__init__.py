@@ -1,0 +1,133 @@
+"""
+REINFORCE in the RL Baselines3 Zoo (rl_zoo3): ``python -m sb3_reinforce.zoo train --algo reinforce --env CartPole-v1``.
+
+rl_zoo3 has no plugin entry point: :func:`register` adds ``reinforce`` to its algorithm table and to its Optuna
+sampler and converter tables at run time, and :func:`main` then hands the command line to rl_zoo3 unchanged, except
+that ``train --algo reinforce`` without ``-conf`` reads the ``reinforce.yml`` shipped with this package.
+Every other algorithm (``--algo a2c``, ``ppo``, ...) works through the same entry, as in rl_zoo3.
+"""
+
+import importlib
+import importlib.resources
+import os
+import runpy
+import sys
+
+from sb3_reinforce.reinforce import REINFORCE
+
+ALGO_NAME = "reinforce"
+USAGE = """usage: sb3-reinforce-zoo COMMAND [rl_zoo3 arguments]
+
+Commands (rl_zoo3's, with REINFORCE registered as --algo reinforce):
+  train            train an agent (-optimize to search hyper-parameters)
+  enjoy            run a trained agent
+  record_video     record a video of a trained agent
+  record_training  record videos of the checkpoints of a training
+  plot_train       plot training curves
+  plot_from_file   plot results saved by all_plots
+  all_plots        plot evaluations of several algorithms
+
+The hyper-parameters of REINFORCE are read from the packaged reinforce.yml unless -conf/--conf-file is given:
+{config}
+"""
+
+
+def default_config_path() -> str:
+    """Path of the ``reinforce.yml`` installed with the package (a copy of the repository's ``zoo_configs/``)."""
+    return str(importlib.resources.files("sb3_reinforce.zoo") / "configs" / "reinforce.yml")
+
+
+def register() -> None:
+    """Add REINFORCE to rl_zoo3's algorithm, sampler and converter tables (idempotent)."""
+    from rl_zoo3 import hyperparams_opt, utils
+
+    from sb3_reinforce.zoo.hyperparams_opt import convert_reinforce_params, sample_reinforce_params
+
+    utils.ALGOS[ALGO_NAME] = REINFORCE
+    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_reinforce_params
+    hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_reinforce_params
+
+
+def _option(args: list[str], *names: str) -> str | None:
+    """The value of the last ``--name value`` or ``--name=value`` in ``args``."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg in names and i + 1 < len(args):
+            value = args[i + 1]
+        elif "=" in arg and arg.split("=", 1)[0] in names:
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _prepare_train(args: list[str]) -> list[str]:
+    """
+    ``train`` arguments for rl_zoo3: the packaged config for REINFORCE when no ``-conf`` is given, and a clear error
+    for a hyper-parameter file that is not valid YAML (rl_zoo3 would fail deep inside its start-up).
+    """
+    conf = _option(args, "-conf", "--conf-file")
+    if conf is None and _option(args, "--algo") == ALGO_NAME:
+        conf = default_config_path()
+        args = [*args, "--conf-file", conf]
+    if conf is not None and conf.endswith((".yml", ".yaml")) and os.path.isfile(conf):
+        import yaml
+
+        try:
+            with open(conf) as file:
+                content = yaml.safe_load(file)
+        except yaml.YAMLError as error:
+            raise SystemExit(f"Malformed hyper-parameter file {conf}: {error}") from error
+        if not isinstance(content, dict):
+            raise SystemExit(f"Malformed hyper-parameter file {conf}: expected a mapping of env ids to hyper-parameters")
+    return args
+
+
+# command -> (module, function); ``None`` runs the module as a script. Imported only when used: the plotting
+# commands need rl_zoo3's plotting dependencies (seaborn, ...), which training does not.
+COMMANDS: dict[str, tuple[str, str | None]] = {
+    "train": ("rl_zoo3.train", "train"),
+    "enjoy": ("rl_zoo3.enjoy", "enjoy"),
+    "record_video": ("rl_zoo3.record_video", None),
+    "record_training": ("rl_zoo3.record_training", None),
+    "plot_train": ("rl_zoo3.plots.plot_train", "plot_train"),
+    "plot_from_file": ("rl_zoo3.plots.plot_from_file", "plot_from_file"),
+    "all_plots": ("rl_zoo3.plots.all_plots", "all_plots"),
+}
+
+
+def _run_command(command: str) -> None:
+    module_name, function = COMMANDS[command]
+    try:
+        if function is None:
+            runpy.run_module(module_name, run_name="__main__", alter_sys=True)
+        else:
+            getattr(importlib.import_module(module_name), function)()
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("sb3_reinforce"):
+            raise SystemExit(
+                f"{command} needs {error.name}, which is not installed: pip install 'sb3-reinforce[zoo]' "
+                f"(plots also need rl_zoo3's plotting extras, e.g. pip install seaborn)"
+            ) from error
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Entry point of ``sb3-reinforce-zoo`` and ``python -m sb3_reinforce.zoo``.
+
+    :param argv: The arguments (default: ``sys.argv[1:]``): a command, then rl_zoo3's arguments for it.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE.format(config=default_config_path()))
+        return
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise SystemExit(f"Unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    try:
+        register()
+    except ImportError as error:
+        raise SystemExit(f"The RL Zoo is not installed ({error}): pip install 'sb3-reinforce[zoo]'") from error
+    if command == "train":
+        args = _prepare_train(args)
+    sys.argv = [f"sb3-reinforce-zoo {command}", *args]
+    _run_command(command)

@@ -1,0 +1,3 @@
+from sb3_reinforce.zoo import main
+
+main()

@@ -1,0 +1,61 @@
+"""Optuna sampler and converter for REINFORCE, in the shape rl_zoo3's ``HYPERPARAMS_SAMPLER`` / ``_CONVERTER`` expect."""
+
+from typing import Any
+
+import optuna
+from torch import nn
+
+NET_ARCHS = {
+    "tiny": dict(pi=[64], vf=[64]),
+    "small": dict(pi=[64, 64], vf=[64, 64]),
+    "medium": dict(pi=[256, 256], vf=[256, 256]),
+}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn sampled values (as Optuna stores them) into REINFORCE constructor arguments.
+
+    ``incomplete_episodes="bootstrap"`` needs a critic: without ``baseline="value"`` it becomes ``"carry"``.
+
+    :param sampled_params: The trial's parameters.
+    :return: Hyper-parameters for ``REINFORCE(...)``, with ``policy_kwargs``.
+    """
+    params = dict(sampled_params)
+    params["gamma"] = 1.0 - params.pop("one_minus_gamma")
+    if params.get("incomplete_episodes") == "bootstrap" and params.get("baseline") != "value":
+        params["incomplete_episodes"] = "carry"
+    policy_kwargs = {
+        "net_arch": NET_ARCHS[params.pop("net_arch")],
+        "activation_fn": ACTIVATIONS[params.pop("activation_fn")],
+    }
+    return {"policy_kwargs": policy_kwargs, **params}
+
+
+def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Sample REINFORCE hyper-parameters: learning rate, n_steps, gamma, baseline, normalize_advantage, ent_coef,
+    max_grad_norm, network size and activation, incomplete_episodes.
+
+    :param trial: The Optuna trial.
+    :param n_actions: Size of the action space (unused).
+    :param n_envs: Number of envs (unused).
+    :param additional_args: rl_zoo3's extra arguments (unused).
+    :return: Hyper-parameters for ``REINFORCE(...)``.
+    """
+    one_minus_gamma = trial.suggest_float("one_minus_gamma", 1e-4, 0.05, log=True)
+    sampled: dict[str, Any] = {
+        "one_minus_gamma": one_minus_gamma,
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-2, log=True),
+        "n_steps": trial.suggest_categorical("n_steps", [32, 64, 128, 256, 512, 1024, 2048]),
+        "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value"]),
+        "normalize_advantage": trial.suggest_categorical("normalize_advantage", [True, False]),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
+        "max_grad_norm": trial.suggest_float("max_grad_norm", 0.3, 5.0, log=True),
+        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+        "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATIONS)),
+        "incomplete_episodes": trial.suggest_categorical("incomplete_episodes", ["carry", "drop", "bootstrap"]),
+    }
+    trial.set_user_attr("gamma", 1.0 - one_minus_gamma)
+    return convert_reinforce_params(sampled)

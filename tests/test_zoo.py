@@ -1,0 +1,113 @@
+"""The rl_zoo3 entry really runs: train, enjoy, hyper-parameters from the yml, errors, optimisation, shared studies."""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rl_zoo3", reason="the zoo extra is not installed: pip install -e '.[test,zoo]'")
+optuna = pytest.importorskip("optuna")
+
+from sb3_reinforce import REINFORCE  # noqa: E402
+from sb3_reinforce.zoo import default_config_path  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+
+def zoo(command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m sb3_reinforce.zoo COMMAND`` in ``cwd``."""
+    args = [sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command)]
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def optimize(cwd: Path, storage: str, study: str, trials: int) -> subprocess.Popen:
+    """Start one optimisation worker: ``trials`` short trials of REINFORCE on CartPole."""
+    command = (
+        f"train --algo reinforce --env CartPole-v1 -n 1024 -optimize --n-trials {trials} --n-jobs 1 --sampler random "
+        f"--pruner none --n-evaluations 1 --eval-episodes 2 --storage {storage} --study-name {study} -f logs "
+        "--num-threads 1 --seed 0"
+    )
+    args = [sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command)]
+    return subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_packaged_config_is_the_source_of_truth():
+    assert Path(default_config_path()).read_text() == (REPO / "zoo_configs" / "reinforce.yml").read_text()
+
+
+def test_train_then_load_then_enjoy(tmp_path):
+    zoo("train --algo reinforce --env CartPole-v1 -n 1024 -f logs --seed 0 --eval-freq -1 --num-threads 1", tmp_path)
+    model_path = Path("logs") / "reinforce" / "CartPole-v1_1" / "CartPole-v1.zip"
+    model = REINFORCE.load(tmp_path / model_path)
+    assert model.num_timesteps >= 1024
+    result = zoo("enjoy --algo reinforce --env CartPole-v1 -f logs -n 200 --no-render --num-threads 1", tmp_path)
+    assert f"Loading {model_path}" in result.stdout
+    assert "Episode Reward:" in result.stdout  # at least one episode played to its end
+
+
+def test_hyperparameters_from_the_yml_reach_the_model(tmp_path):
+    conf = tmp_path / "custom.yml"
+    conf.write_text(
+        "CartPole-v1:\n  n_envs: 2\n  n_timesteps: 256\n  policy: 'MlpPolicy'\n  n_steps: 16\n  gamma: 0.95\n"
+        "  baseline: 'none'\n  incomplete_episodes: 'drop'\n  learning_rate: 0.002\n"
+    )
+    zoo(f"train --algo reinforce --env CartPole-v1 -conf {conf} -f logs --eval-freq -1", tmp_path)
+    model = REINFORCE.load(tmp_path / "logs" / "reinforce" / "CartPole-v1_1" / "CartPole-v1.zip")
+    settings = (model.n_steps, model.gamma, model.baseline, model.incomplete_episodes, model.n_envs)
+    assert settings == (16, 0.95, "none", "drop", 2)
+
+
+def test_unknown_env_and_malformed_yml_give_clear_errors(tmp_path):
+    result = zoo("train --algo reinforce --env NoSuchEnv-v9 -n 64", tmp_path, check=False)
+    assert result.returncode != 0 and "NoSuchEnv-v9 not found" in result.stderr
+    conf = tmp_path / "bad.yml"
+    conf.write_text("CartPole-v1: {n_envs: 2, policy: [unclosed\n")
+    result = zoo(f"train --algo reinforce --env CartPole-v1 -conf {conf}", tmp_path, check=False)
+    assert result.returncode != 0 and f"Malformed hyper-parameter file {conf}" in result.stderr
+
+
+def test_a2c_through_the_same_entry(tmp_path):
+    zoo("train --algo a2c --env CartPole-v1 -n 256 -f logs --eval-freq -1", tmp_path)
+    assert (tmp_path / "logs" / "a2c" / "CartPole-v1_1" / "CartPole-v1.zip").exists()
+
+
+def test_optimize_two_trials_on_a_journal_storage(tmp_path):
+    storage = str(tmp_path / "study.log")
+    worker = optimize(tmp_path, storage, "single", trials=2)
+    output, _ = worker.communicate(timeout=300)
+    assert worker.returncode == 0, output[-3000:]
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    study = optuna.load_study(study_name="single", storage=journal)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2
+    assert {"baseline", "incomplete_episodes", "learning_rate", "n_steps"} <= set(complete[0].params)
+
+
+def test_two_workers_share_one_study(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="shared", storage=storage, direction="maximize")
+    workers = [optimize(tmp_path, storage, "shared", trials=2) for _ in range(2)]
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), [output[-2000:] for output in outputs]
+    # Each worker runs exactly its own 2 trials, so 4 complete trials in the one study means both contributed.
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 4
+
+
+def test_a_normal_install_ships_the_config(tmp_path):
+    """``pip install .`` (not editable) must carry reinforce.yml as a file inside the package."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(tmp_path)],
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    (wheel,) = tmp_path.glob("sb3_reinforce-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("sb3_reinforce/zoo/configs/reinforce.yml").decode()
+    assert shipped == (REPO / "zoo_configs" / "reinforce.yml").read_text()
