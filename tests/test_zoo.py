@@ -32,7 +32,7 @@ def optimize(cwd: Path, storage: str, study: str, trials: int) -> subprocess.Pop
     command = (
         f"train --algo reinforce --env CartPole-v1 -n 1024 -optimize --n-trials {trials} --n-jobs 1 --sampler random "
         f"--pruner none --n-evaluations 1 --eval-episodes 2 --storage {storage} --study-name {study} -f logs "
-        "--num-threads 1 --seed 0"
+        "--num-threads 1 --seed 0 --no-optim-plots"
     )
     args = [sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command)]
     return subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
