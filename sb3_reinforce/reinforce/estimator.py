@@ -85,12 +85,12 @@ def compute_advantages(returns: th.Tensor, baseline: th.Tensor | float, normaliz
 
 def truncated_importance_weights(log_prob: th.Tensor, behaviour_log_prob: th.Tensor, clip: float) -> th.Tensor:
     """
-    Per-step importance weight ``min(pi(a|s) / mu(a|s), clip)`` for steps sampled by an earlier policy ``mu``.
+    Per-step importance weight ``min(pi(a|s) / beta(a|s), clip)`` for steps sampled by an earlier policy ``beta``.
 
     The weight is detached: it rescales the score ``grad log pi(a|s)`` of a carried step, it is not differentiated.
 
     :param log_prob: ``log pi(a|s)`` under the current policy.
-    :param behaviour_log_prob: ``log mu(a|s)`` recorded when the action was sampled.
+    :param behaviour_log_prob: ``log beta(a|s)`` recorded when the action was sampled.
     :param clip: Upper bound on the weight (> 0).
     :return: The weights, same shape as ``log_prob``.
     """

@@ -146,7 +146,7 @@ class REINFORCE(OnPolicyAlgorithm):
     :param max_grad_norm: Maximum global norm of the gradient (clipping); ``None`` disables clipping
     :param incomplete_episodes: What happens to the steps of an episode still running when the rollout ends.
         ``"carry"``: they are held over and used in the update after the one in which their episode ends, with their
-        exact returns and the importance weight ``min(pi(a|s) / mu(a|s), carry_ratio_clip)`` (``mu`` the policy that
+        exact returns and the importance weight ``min(pi(a|s) / beta(a|s), carry_ratio_clip)`` (``beta`` the policy that
         sampled them; the ratios of later actions in the episode are ignored, as in PPO and V-trace).
         ``"drop"``: they are left out of this update (steps of an episode that began in an earlier rollout and ends in
         this one have exact returns and are kept). ``"bootstrap"`` (``baseline="value"`` only): their return ends with
