@@ -10,6 +10,7 @@ Examples (the numbers in the README come from these commands)::
     python benchmarks/grid.py --grid incomplete --env CartPole-v1 --timesteps 100000 --seeds 5
     python benchmarks/grid.py --grid incomplete --env Acrobot-v1 --timesteps 100000 --seeds 3
     python benchmarks/grid.py --grid eight_envs --env CartPole-v1 --timesteps 100000 --seeds 5
+    python benchmarks/grid.py --grid acrobot --env Acrobot-v1 --timesteps 500000 --seeds 3
 """
 
 import argparse
@@ -37,6 +38,10 @@ GRIDS: dict[str, dict[str, tuple[str, int, dict[str, Any]]]] = {
             ("mean", True, 128, 3e-3),
             ("mean", True, 64, 1e-3),
         )
+    },
+    "acrobot": {
+        f"8 envs, n_steps {n_steps}, lr {lr}": ("reinforce", 8, {"n_steps": n_steps, "learning_rate": lr})
+        for n_steps, lr in ((64, 1e-3), (128, 1e-3))
     },
     "incomplete": {
         f"{mode} / {baseline}": ("reinforce", 1, {"incomplete_episodes": mode, "baseline": baseline})
