@@ -417,7 +417,8 @@ class REINFORCE(OnPolicyAlgorithm):
 
         log_prob, entropy, values = self._evaluate_actions(observations, actions)
         weights = self._importance_weights(log_prob, batch)
-        return_mean, return_std = self._return_scale(returns)
+        batch_moments = (returns.mean().item(), returns.var(unbiased=False).item())
+        return_mean, return_std = self._return_scale(batch_moments)
         if values is not None:
             # The critic predicts standardised returns: V(s) = return_mean + return_std * critic(s).
             baseline: th.Tensor | float = return_mean + return_std * values.detach()
@@ -438,16 +439,14 @@ class REINFORCE(OnPolicyAlgorithm):
 
         # The step went through: only now commit the state that depends on this batch.
         self._carry = next_carry
-        self._return_moments = update_return_moments(
-            self._return_moments, returns.mean().item(), returns.var(unbiased=False).item(), RETURN_MOMENTS_MOMENTUM
-        )
+        self._return_moments = update_return_moments(self._return_moments, *batch_moments, RETURN_MOMENTS_MOMENTUM)
         self._n_updates += 1
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/policy_loss", policy_loss.item())
         self.logger.record("train/entropy_loss", entropy_loss.item())
         self.logger.record("train/grad_norm", grad_norm)
-        self.logger.record("train/return_mean", returns.mean().item())
+        self.logger.record("train/return_mean", batch_moments[0])
         self.logger.record("train/carried_steps", int(batch.carried.sum()))
         if weights is not None:
             carried = th.as_tensor(batch.carried, device=weights.device)
@@ -456,7 +455,7 @@ class REINFORCE(OnPolicyAlgorithm):
             self.logger.record("train/baseline", float(baseline))
         if values is not None:
             self.logger.record("train/value_loss", value_loss.item())
-            if batch.returns.var() > 0:  # undefined (SB3 gives NaN) when every return is the same
+            if batch_moments[1] > 0:  # undefined (SB3 gives NaN) when every return is the same
                 ev = explained_variance(th.as_tensor(baseline).cpu().numpy(), batch.returns)
                 self.logger.record("train/explained_variance", ev)
         if hasattr(self.policy, "log_std"):
@@ -511,15 +510,15 @@ class REINFORCE(OnPolicyAlgorithm):
             return None, next_carry
         return _Batch(_Steps.concat(parts), np.concatenate(part_returns), carried, n_fresh), next_carry
 
-    def _return_scale(self, returns: th.Tensor | None = None) -> tuple[float, float]:
+    def _return_scale(self, batch_moments: tuple[float, float] | None = None) -> tuple[float, float]:
         """
-        ``(mean, std)`` of returns from the updates before this one; before the first update, those of ``returns``
-        (the batch at hand) if given, else ``(0, 1)``.
+        ``(mean, std)`` of returns from the updates before this one; before the first update, those of the batch at
+        hand (``batch_moments``, its mean and variance) if given, else ``(0, 1)``.
         """
         if self._return_moments is not None:
             mean, var = self._return_moments
-        elif returns is not None:
-            mean, var = returns.mean().item(), returns.var(unbiased=False).item()
+        elif batch_moments is not None:
+            mean, var = batch_moments
         else:
             mean, var = 0.0, 1.0
         return mean, math.sqrt(var) + 1e-8
