@@ -1,6 +1,10 @@
+import inspect
 import io
+import json
 import math
 import pathlib
+import pickle
+import zipfile
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -264,11 +268,18 @@ class REINFORCE(OnPolicyAlgorithm):
                 "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer "
                 f"(REINFORCE needs the episode ends they record), got {self.rollout_buffer_class.__name__}"
             )
+        _check_policy_kwargs(self.policy_class, self.policy_kwargs)
         super()._setup_model()
         self._carry = [None] * self.n_envs
         if self._return_moments is not None:  # a loaded model: saved as a JSON list
             mean, var = self._return_moments
             self._return_moments = (float(mean), float(var))
+
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        # Reject unsupported spaces before SB3's wrappers fail on them with a less helpful error.
+        _check_spaces(env.observation_space, env.action_space)
+        return OnPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _excluded_save_params(self) -> list[str]:
         # Held-over steps belong to the training env's running episodes, like the rollout buffer: not saved.
@@ -459,7 +470,8 @@ class REINFORCE(OnPolicyAlgorithm):
                 ev = explained_variance(th.as_tensor(baseline).cpu().numpy(), batch.returns)
                 self.logger.record("train/explained_variance", ev)
         if hasattr(self.policy, "log_std"):
-            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+            std = th.exp(self.policy.log_std).clamp(min=getattr(self.policy, "min_std", 0.0))
+            self.logger.record("train/std", std.mean().item())
 
     def _assemble_batch(self) -> tuple[_Batch | None, list[_Steps | None]]:
         """
@@ -571,17 +583,11 @@ class REINFORCE(OnPolicyAlgorithm):
         """
         Load a REINFORCE model saved with ``save()``; see :meth:`stable_baselines3.common.base_class.BaseAlgorithm.load`.
 
-        :raises ValueError: when the file was saved by another algorithm (A2C, PPO, ...).
+        :raises FileNotFoundError: when there is no file at ``path`` (nor at ``path`` + ".zip").
+        :raises ValueError: when the file is not a zip archive, is truncated or corrupted, is not an SB3 save, or was
+            saved by another algorithm (A2C, PPO, ...).
         """
-        data, _, _ = load_from_zip_file(path, device=device, custom_objects=custom_objects, load_data=True)
-        missing = [key for key in ("baseline", "incomplete_episodes") if key not in (data or {})]
-        if missing:
-            raise ValueError(
-                f"{path} is not a REINFORCE save: its data has no {', '.join(missing)}. Was it saved by another "
-                "algorithm (A2C, PPO, ...)? Load it with that algorithm's class."
-            )
-        if isinstance(path, io.BufferedIOBase):
-            path.seek(0)
+        _check_save_file(path, device, custom_objects)
         return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def learn(
@@ -601,6 +607,86 @@ class REINFORCE(OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+
+# Policy constructor arguments that REINFORCE passes itself, not through policy_kwargs.
+_SET_BY_THE_ALGORITHM = ("observation_space", "action_space", "lr_schedule", "use_sde")
+
+
+def _accepted_policy_kwargs(policy_class: type) -> set[str] | None:
+    """Keyword arguments the policy's constructor accepts, following ``**kwargs`` up its bases (``None``: any)."""
+    accepted: set[str] = set()
+    for klass in policy_class.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        accepted |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return accepted
+    return None
+
+
+def _check_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> None:
+    """Raise a ``ValueError`` naming the unknown ``policy_kwargs`` keys and listing the accepted ones."""
+    accepted = _accepted_policy_kwargs(policy_class)
+    if accepted is None:
+        return
+    accepted -= set(_SET_BY_THE_ALGORITHM)
+    unknown = sorted(set(policy_kwargs) - accepted)
+    if unknown:
+        set_by_us = [key for key in unknown if key in _SET_BY_THE_ALGORITHM]
+        hint = f" ({', '.join(set_by_us)}: pass it to REINFORCE itself, not in policy_kwargs)" if set_by_us else ""
+        raise ValueError(
+            f"policy_kwargs has unknown key(s) {', '.join(map(repr, unknown))}{hint}; "
+            f"{policy_class.__name__} accepts: {', '.join(sorted(accepted))}"
+        )
+
+
+def _check_save_file(
+    path: str | pathlib.Path | io.BufferedIOBase, device: th.device | str, custom_objects: dict[str, Any] | None
+) -> None:
+    """Read a save file completely and raise one clear error if it cannot be a REINFORCE save."""
+    if isinstance(path, (str, pathlib.Path)):
+        file = pathlib.Path(path)
+        if not file.exists() and not pathlib.Path(f"{file}.zip").exists():
+            raise FileNotFoundError(f"No saved model at {file} (nor at {file}.zip)")
+        if file.is_dir():
+            raise ValueError(f"{file} is a directory, not a model saved with REINFORCE.save() (a .zip file)")
+    try:
+        data, params, _ = load_from_zip_file(path, device=device, custom_objects=custom_objects, load_data=True)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        KeyError,
+        json.JSONDecodeError,
+        pickle.UnpicklingError,
+    ) as error:
+        raise ValueError(
+            f"{path} is not a readable Stable-Baselines3 save (truncated, corrupted, or another kind of zip file): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    except ValueError as error:  # SB3: not a zip file at all
+        raise ValueError(
+            f"{path} is not a model saved with save() (a zip file); truncated or another format? {error}"
+        ) from error
+    except RuntimeError as error:  # torch.load of a damaged tensor file
+        raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
+    if isinstance(path, io.BufferedIOBase):
+        path.seek(0)
+    if not data:
+        raise ValueError(
+            f"{path} is not a complete Stable-Baselines3 save: it has no 'data' entry (truncated, or not written by save())"
+        )
+    missing = [key for key in ("baseline", "incomplete_episodes") if key not in data]
+    if missing:
+        raise ValueError(
+            f"{path} is not a REINFORCE save: its data has no {', '.join(missing)}. Was it saved by another "
+            "algorithm (A2C, PPO, ...)? Load it with that algorithm's class."
+        )
+    missing = [name for name in ("policy", "policy.optimizer") if name not in (params or {})]
+    if missing:
+        raise ValueError(f"{path} is an incomplete REINFORCE save: it has no {', '.join(name + '.pth' for name in missing)}")
 
 
 def _validate_hyperparameters(
@@ -661,8 +747,14 @@ def _check_spaces(observation_space: spaces.Space | None, action_space: spaces.S
         raise TypeError(
             f"REINFORCE does not support the action space {action_space}; supported: {names(SUPPORTED_ACTION_SPACES)}"
         )
-    if observation_space is not None and not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES):
+    if observation_space is None:
+        return
+    inner = SUPPORTED_OBSERVATION_SPACES[:-1]  # what a Dict observation may hold
+    if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES) or (
+        isinstance(observation_space, spaces.Dict)
+        and not all(isinstance(subspace, inner) for subspace in observation_space.spaces.values())
+    ):
         raise TypeError(
             f"REINFORCE does not support the observation space {observation_space}; "
-            f"supported: {names(SUPPORTED_OBSERVATION_SPACES)}"
+            f"supported: {names(SUPPORTED_OBSERVATION_SPACES)} (a Dict of {names(inner)}, not nested)"
         )
