@@ -168,3 +168,52 @@ def test_non_finite_loss_raises_and_leaves_model_and_optimizer_unchanged():
         model.learn(12, reset_num_timesteps=False)
     _assert_same_state(model, state)
     assert model._return_moments == moments
+
+
+def test_the_finite_check_names_the_env_index_the_step_and_ignores_integer_observations():
+    from sb3_reinforce.reinforce.reinforce import _check_finite
+
+    rewards = np.zeros(3, dtype=np.float32)
+    _check_finite("reward", rewards, 1)
+    _check_finite("observation", {"image": np.full((3, 2, 2), 255, dtype=np.uint8), "x": np.ones((3, 2))}, 1)
+    _check_finite("reward", np.full(3, 3e38, dtype=np.float32), 1)  # huge but finite
+    rewards[2] = -np.inf
+    with pytest.raises(NonFiniteError, match="Non-finite reward from env index 2 at step 5"):
+        _check_finite("reward", rewards, 5)
+    obs = {"image": np.zeros((3, 2, 2), dtype=np.uint8), "x": np.ones((3, 2), dtype=np.float32)}
+    obs["x"][1, 1] = np.nan
+    with pytest.raises(NonFiniteError, match="Non-finite observation from env index 1 at step 7"):
+        _check_finite("observation", obs, 7)
+
+
+@pytest.mark.parametrize("validate_args", [True, False])
+@pytest.mark.parametrize(("where", "bad"), [("observation", np.nan), ("reward", -np.inf)])
+def test_non_finite_values_name_the_env_index_among_several_envs(where, bad, validate_args):
+    """With torch's argument validation on (its default), a NaN observation stops collection at once, when torch
+    refuses the policy's distribution; without it, the end-of-rollout check finds it. Either way: a clear error."""
+    env = DummyVecEnv([lambda: CountingEnv(length=3)] * 2 + [lambda: BadValueEnv(at=20, where=where, bad=bad)])
+    model = REINFORCE("MlpPolicy", env, n_steps=8, seed=0)
+    model.learn(48)  # two clean updates: 16 steps per env
+    state = _state(model)
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(validate_args)
+    try:
+        with pytest.raises(NonFiniteError, match=f"Non-finite {where} from env index 2 at step 4 of the rollout"):
+            model.learn(24, reset_num_timesteps=False)
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
+    _assert_same_state(model, state)
+
+
+def test_non_finite_terminal_observation_of_a_truncated_episode_is_named():
+    class BadTerminal(CountingEnv):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            if truncated and self.episode == 2:
+                obs[0] = np.nan
+            return obs, reward, terminated, truncated, info
+
+    env = DummyVecEnv([lambda: CountingEnv(length=3, truncate=True), lambda: BadTerminal(length=3, truncate=True)])
+    model = REINFORCE("MlpPolicy", env, n_steps=16, baseline="value", seed=0)
+    with pytest.raises(NonFiniteError, match="Non-finite terminal observation from env index 1 at step 9"):
+        model.learn(32)

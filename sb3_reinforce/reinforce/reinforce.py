@@ -98,14 +98,33 @@ class _Batch:
 
 
 def _check_finite(name: str, values: Obs, rollout_step: int) -> None:
-    arrays = values.values() if isinstance(values, dict) else [values]
+    arrays = values.values() if isinstance(values, dict) else (values,)
     for array in arrays:
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            bad = np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0, 0]
-            raise NonFiniteError(
-                f"Non-finite {name} from env index {bad} at step {rollout_step} of the rollout: "
-                f"{array[bad]!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
-            )
+        # Run at every step, so one reduction first: NaN and infinities propagate through a sum (taken in float64, so
+        # that finite float32 values cannot overflow it); only if it is not finite are the values looked at one by one.
+        if array.dtype.kind != "f" or math.isfinite(array.sum(dtype=np.float64)):
+            continue
+        non_finite = ~np.isfinite(array.reshape(len(array), -1))
+        if not non_finite.any():  # float64 values so large that their sum overflowed
+            continue
+        bad = np.argwhere(non_finite)[0, 0]
+        raise NonFiniteError(
+            f"Non-finite {name} from env index {bad} at step {rollout_step} of the rollout: "
+            f"{array[bad]!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
+        )
+
+
+def _check_finite_rollout(name: str, values: Obs, first_step: int) -> None:
+    """
+    ``_check_finite`` for a whole rollout, ``(n_steps, n_envs, ...)`` per array: one reduction when all is finite.
+
+    :param first_step: The step of the rollout that produced the first row (0: the observation it started from)
+    """
+    arrays = list(values.values()) if isinstance(values, dict) else [values]
+    if all(array.dtype.kind != "f" or math.isfinite(array.sum(dtype=np.float64)) for array in arrays):
+        return
+    for row in range(len(arrays[0])):
+        _check_finite(name, _index_obs(values, row), first_step + row)
 
 
 class REINFORCE(OnPolicyAlgorithm):
@@ -312,6 +331,10 @@ class REINFORCE(OnPolicyAlgorithm):
         log-probabilities. Unlike SB3's version, no critic value is added to the rewards: episode ends and, with a
         critic, the values after time-limit truncations are recorded separately for :func:`discounted_returns`.
 
+        Observations and rewards are checked for NaN and infinities once per rollout, before anything is learnt from
+        them (a :class:`NonFiniteError` names the env index and the step); a non-finite observation usually stops
+        collection at once, when torch refuses the policy's distribution for it.
+
         :param env: The training environment
         :param callback: Callback that will be called at each step
             (and at the beginning and end of the rollout)
@@ -337,11 +360,16 @@ class REINFORCE(OnPolicyAlgorithm):
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
 
-            with th.no_grad():
-                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                distribution = self.policy.get_distribution(obs_tensor)
-                sampled = distribution.get_actions()
-                log_probs = distribution.log_prob(sampled)
+            try:
+                with th.no_grad():
+                    obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                    distribution = self.policy.get_distribution(obs_tensor)
+                    sampled = distribution.get_actions()
+                    log_probs = distribution.log_prob(sampled)
+            except (ValueError, RuntimeError):
+                # torch refuses a distribution with NaN parameters: name the observation that caused it, if one did.
+                _check_finite("observation", self._last_obs, n_steps)  # type: ignore[arg-type]
+                raise
             actions = sampled.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
 
             new_obs, rewards, dones, infos = env.step(self._to_env_actions(actions))
@@ -354,8 +382,6 @@ class REINFORCE(OnPolicyAlgorithm):
 
             self._update_info_buffer(infos, dones)
             n_steps += 1
-            _check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
-            _check_finite("reward", rewards, n_steps)
 
             rollout_buffer.add(
                 self._last_obs,  # type: ignore[arg-type]
@@ -365,9 +391,16 @@ class REINFORCE(OnPolicyAlgorithm):
                 unused_values,
                 log_probs,
             )
-            rollout_buffer.record_episode_ends(dones, self._truncation_values(infos, dones))
+            rollout_buffer.record_episode_ends(dones, self._truncation_values(infos, dones, n_steps))
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
+
+        # Observations and rewards are checked once per rollout (a check at every step would cost several percent of
+        # the throughput with one env), before anything is learnt from them. A non-finite observation usually stops
+        # collection earlier, when torch refuses the policy's distribution for it (see above).
+        _check_finite_rollout("observation", rollout_buffer.observations, first_step=0)  # type: ignore[arg-type]
+        _check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
+        _check_finite_rollout("reward", rollout_buffer.rewards, first_step=1)
 
         if self.incomplete_episodes == "bootstrap":
             with th.no_grad():
@@ -387,7 +420,7 @@ class REINFORCE(OnPolicyAlgorithm):
             return self.policy.unscale_action(actions)
         return np.clip(actions, self.action_space.low, self.action_space.high)
 
-    def _truncation_values(self, infos: list[dict[str, Any]], dones: np.ndarray) -> np.ndarray | None:
+    def _truncation_values(self, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int) -> np.ndarray | None:
         """``V(terminal observation)`` for the envs whose episode was truncated by a time limit, with a critic only."""
         if self.baseline != "value" or not dones.any():
             return None
@@ -396,6 +429,12 @@ class REINFORCE(OnPolicyAlgorithm):
         for idx in np.flatnonzero(dones):
             terminal_obs = infos[idx].get("terminal_observation")
             if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
+                parts = terminal_obs.values() if isinstance(terminal_obs, dict) else (terminal_obs,)
+                if not all(np.isfinite(part).all() for part in map(np.asarray, parts) if part.dtype.kind == "f"):
+                    raise NonFiniteError(
+                        f"Non-finite terminal observation from env index {idx} at step {rollout_step} of the rollout: "
+                        f"{terminal_obs!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
+                    )
                 with th.no_grad():
                     critic = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
                 values[idx] = mean + std * critic
