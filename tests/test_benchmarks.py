@@ -1,0 +1,129 @@
+"""
+The benchmark runs end to end: ``benchmarks/run.py --smoke`` trains through the zoo's command line and writes one
+result file per run, ``benchmarks/report.py`` writes the report and its plots, and a second ``run.py`` redoes nothing.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytest.importorskip("rl_zoo3", reason="the zoo extra is not installed: pip install -e '.[test,zoo]'")
+pytest.importorskip("rliable", reason="rliable is not installed: pip install -e '.[test,zoo]'")
+pytest.importorskip("matplotlib")
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = REPO / "benchmarks"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+
+def script(*args: str) -> str:
+    """Run ``python ARGS`` from the repository root; return its output."""
+    result = subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.fixture
+def run_module() -> Iterator[ModuleType]:
+    """``benchmarks/run.py`` imported as a module (it imports ``common`` from its own folder)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import run
+
+        yield run
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_smoke_run_report_and_resume(tmp_path: Path) -> None:
+    output = script("benchmarks/run.py", "--smoke", "--results", str(tmp_path), "--jobs", "2")
+    assert "10 runs planned" in output and "8 trainings" in output, output
+
+    files = sorted(tmp_path.glob("*/*/*/seed*.json"))
+    found = {(path.parts[-4], path.parts[-3], path.parts[-2], path.stem) for path in files}
+    expected = {("main", "CartPole-v1", algo, f"seed{s}") for algo in ("reinforce", "a2c", "ppo") for s in (0, 1)}
+    expected |= {("ablation", "CartPole-v1", variant, f"seed{s}") for variant in ("shipped", "baseline_none") for s in (0, 1)}
+    assert found == expected
+    results = {(path.parts[-4], path.parts[-2], path.stem): json.loads(path.read_text()) for path in files}
+    for result in results.values():
+        spec = result["spec"]
+        assert spec["smoke"] and spec["budget"] == 2048 and spec["eval_freq"] == 512
+        # rl_zoo3 evaluates every eval_freq // n_envs calls; 512 is a multiple of every n_envs: 4 points, the last at 2048
+        assert result["timesteps"] == [512, 1024, 1536, 2048]
+        assert len(result["eval_returns"]) == 4 and all(len(episodes) == 2 for episodes in result["eval_returns"])
+        assert result["final_score"] == result["eval_mean"][-1] > 0
+        assert result["machine"]["cpu"] and result["machine"]["versions"]["torch"]
+        assert result["hyperparams"]["n_envs"] == 8  # what the zoo read from the yml for CartPole-v1
+    assert results[("ablation", "baseline_none", "seed0")]["hyperparams"]["baseline"] == "none"
+    assert "--hyperparams \"baseline:'none'\"" in results[("ablation", "baseline_none", "seed0")]["command"]
+    assert results[("main", "ppo", "seed0")]["hyperparams"]["n_epochs"] == 20  # rl_zoo3's own ppo.yml
+    # The ablation's shipped config is the main suite's REINFORCE: trained once, written twice.
+    for seed in ("seed0", "seed1"):
+        assert results[("ablation", "shipped", seed)]["eval_returns"] == results[("main", "reinforce", seed)]["eval_returns"]
+
+    written = {path: path.stat().st_mtime_ns for path in files}
+    again = script("benchmarks/run.py", "--smoke", "--results", str(tmp_path), "--jobs", "2")
+    assert "10 already done, 0 to run" in again, again
+    assert {path: path.stat().st_mtime_ns for path in files} == written
+
+    report = tmp_path / "README.md"
+    script("benchmarks/report.py", "--results", str(tmp_path), "--out", str(report), "--reps", "500")
+    text = report.read_text()
+    headings = ["## Machine", "## REINFORCE vs A2C vs PPO", "### CartPole-v1\n", "### Acrobot-v1", "### LunarLander-v3",
+                "### Pendulum-v1", "## Ablation", "### CartPole-v1 ablation", "## Throughput", "## Reproduce"]  # fmt: skip
+    for heading in headings:
+        assert heading in text, heading
+    assert "not run yet" in text
+    assert "no shipped REINFORCE entry for LunarLander-v3 yet" in text
+    assert "smoke-mode numbers" in text
+    assert "IQM [95% CI]" in text
+    main_table = text.split("### CartPole-v1\n")[1].split("###")[0]
+    for algo in ("reinforce", "a2c", "ppo"):
+        row = next(line for line in main_table.splitlines() if line.startswith(f"| {algo} |"))
+        assert "| 0, 1 |" in row and "±" in row and "[" in row, row
+    assert "python benchmarks/run.py --suite main --envs CartPole-v1 --seeds 2 --smoke --results" in text
+    for plot in ("main_CartPole-v1.png", "ablation_CartPole-v1.png"):
+        assert (tmp_path / "plots" / plot).read_bytes().startswith(b"\x89PNG")
+        assert f"(plots/{plot})" in text
+    rows = (tmp_path / "runs.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(files) and rows[0].startswith("suite,env,name,algo")
+
+
+def test_plan(run_module: ModuleType) -> None:
+    specs, skipped, warnings = run_module.plan(("main", "ablation"), None, run_module.ALGOS, None, 5, False)
+    assert not warnings
+    assert {(r["env"], r["name"]) for r in skipped} == {("LunarLander-v3", "reinforce"), ("Pendulum-v1", "reinforce")}
+    assert all("no shipped REINFORCE entry" in r["reason"] for r in skipped)
+    for spec in specs:
+        budgets = run_module.BUDGETS if spec["suite"] == "main" else run_module.ABLATION_BUDGETS
+        assert spec["budget"] == budgets[spec["env"]] and spec["eval_freq"] == spec["budget"] // run_module.N_EVALUATIONS
+        assert spec["eval_episodes"] == 10 and spec["seed"] in range(5)
+    assert len(specs) == 5 * (3 + 3 + 2 + 2) + 5 * 2 * len(run_module.ABLATION_VARIANTS)
+
+    from sb3_reinforce import REINFORCE
+
+    signature = inspect.signature(REINFORCE.__init__).parameters
+    defaults = run_module.reinforce_defaults()
+    assert defaults["normalize_advantage"] == signature["normalize_advantage"].default
+    flipped = next(s for s in specs if s["name"] == "normalize_advantage_flipped")
+    assert flipped["overrides"] == {"normalize_advantage": not signature["normalize_advantage"].default}
+
+
+def test_hyperparams_reach_the_zoo_unchanged(run_module: ModuleType) -> None:
+    """The zoo evaluates each ``--hyperparams`` value as Python: strings, None and booleans survive the trip."""
+    from common import hyperparams_arg
+    from rl_zoo3.utils import StoreDict
+
+    overrides = {"baseline": "none", "max_grad_norm": None, "normalize_advantage": True, "learning_rate": 3e-4}
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hyperparams", nargs="+", action=StoreDict)
+    parsed = parser.parse_args(["--hyperparams", *(hyperparams_arg(key, value) for key, value in overrides.items())])
+    assert parsed.hyperparams == overrides
