@@ -160,6 +160,7 @@ def test_learning_works_with_the_floor():
         (lambda: IdentityEnv(2), dict(min_std=0.1), False, r"min_std'\] applies to Box actions"),
         (lambda: IdentityEnvBox(), dict(min_std=-1.0), False, r"min_std'\] must be a finite number >= 0"),
         (lambda: IdentityEnvBox(), dict(min_std=0.1), True, r"not supported with use_sde=True"),
+        (lambda: IdentityEnv(2), dict(action_prob_floor=0.1, min_std=0.5), False, r"min_std'\] applies to Box actions"),
     ],
 )
 def test_invalid_floor_options_are_rejected(make_env, policy_kwargs, use_sde, message):
@@ -171,3 +172,8 @@ def test_default_policy_is_the_textbook_one():
     model = REINFORCE("MlpPolicy", IdentityEnv(3), seed=0)
     assert type(model.policy.action_dist).__name__ == "CategoricalDistribution"
     assert isinstance(model.action_space, spaces.Discrete)
+
+
+def test_numpy_numbers_are_accepted():
+    model = REINFORCE("MlpPolicy", IdentityEnv(2), policy_kwargs=dict(action_prob_floor=np.float32(0.25)))
+    assert model.policy.action_prob_floor == 0.25

@@ -1,8 +1,10 @@
 """Negative and huge rewards, sampled actions and their log-probabilities, gradient clipping, non-finite guards."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -189,8 +191,11 @@ def test_the_finite_check_names_the_env_index_the_step_and_ignores_integer_obser
 @pytest.mark.parametrize("validate_args", [True, False])
 @pytest.mark.parametrize(("where", "bad"), [("observation", np.nan), ("reward", -np.inf)])
 def test_non_finite_values_name_the_env_index_among_several_envs(where, bad, validate_args):
-    """With torch's argument validation on (its default), a NaN observation stops collection at once, when torch
-    refuses the policy's distribution; without it, the end-of-rollout check finds it. Either way: a clear error."""
+    """
+    Discrete actions: a NaN observation stops collection at once, when torch refuses the policy's distribution (its
+    argument validation, or, without it, sampling from NaN probabilities); a NaN reward is found at the end of the
+    rollout. Either way the error names the env and the step, and nothing was learnt.
+    """
     env = DummyVecEnv([lambda: CountingEnv(length=3)] * 2 + [lambda: BadValueEnv(at=20, where=where, bad=bad)])
     model = REINFORCE("MlpPolicy", env, n_steps=8, seed=0)
     model.learn(48)  # two clean updates: 16 steps per env
@@ -217,3 +222,45 @@ def test_non_finite_terminal_observation_of_a_truncated_episode_is_named():
     model = REINFORCE("MlpPolicy", env, n_steps=16, baseline="value", seed=0)
     with pytest.raises(NonFiniteError, match="Non-finite terminal observation from env index 1 at step 9"):
         model.learn(32)
+
+
+class NaNObservationAt(gym.Env):
+    """Continuous actions; the observation returned by the ``at``-th call of ``step`` is NaN. Episodes of 5 steps."""
+
+    def __init__(self, at: int):
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.at, self.calls, self.t = at, 0, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.calls += 1
+        self.t += 1
+        obs = np.full(2, np.nan if self.calls == self.at else 0.5, dtype=np.float32)
+        return obs, 1.0, self.t >= 5, False, {}
+
+
+@pytest.mark.parametrize("validate_args", [True, False])
+@pytest.mark.parametrize(
+    ("at", "step", "kwargs"), [(19, 3, {}), (24, 8, dict(baseline="value", incomplete_episodes="bootstrap"))]
+)
+def test_a_nan_observation_is_named_even_when_torch_does_not_refuse_it(at, step, kwargs, validate_args):
+    """
+    Without torch's validation, a NaN observation gives NaN actions but no error: the end-of-rollout check names it
+    (in the middle of the rollout, and as the last observation, which "bootstrap" would feed to the critic).
+    """
+    model = REINFORCE("MlpPolicy", DummyVecEnv([lambda: NaNObservationAt(at)]), n_steps=8, seed=0, **kwargs)
+    model.learn(16)
+    state = _state(model)
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(validate_args)
+    try:
+        with pytest.raises(NonFiniteError, match=f"Non-finite observation from env index 0 at step {step} of the rollout"):
+            model.learn(8, reset_num_timesteps=False)
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
+    _assert_same_state(model, state)

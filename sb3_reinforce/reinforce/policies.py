@@ -15,6 +15,7 @@ Both default to 0, the textbook policy. With ``baseline="none"`` or ``"mean"`` o
 import math
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import (
@@ -99,12 +100,19 @@ def bounded_distribution(
     The distribution to use in place of SB3's ``action_dist`` for these options (``action_dist`` itself when both
     are 0). Raise a ``ValueError`` naming the option when it does not apply to the action space.
     """
-    if not (isinstance(action_prob_floor, (int, float)) and not isinstance(action_prob_floor, bool)) or not (
-        0.0 <= action_prob_floor < 1.0
-    ):
+
+    def is_real(value: Any) -> bool:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+    if not is_real(action_prob_floor) or not 0.0 <= action_prob_floor < 1.0:
         raise ValueError(f"policy_kwargs['action_prob_floor'] must be a number in [0, 1), got {action_prob_floor!r}")
-    if not (isinstance(min_std, (int, float)) and not isinstance(min_std, bool)) or not 0.0 <= min_std < math.inf:
+    if not is_real(min_std) or not 0.0 <= min_std < math.inf:
         raise ValueError(f"policy_kwargs['min_std'] must be a finite number >= 0, got {min_std!r}")
+    if min_std > 0 and not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"policy_kwargs['min_std'] applies to Box actions, not to {action_space}; "
+            "for Discrete, MultiDiscrete and MultiBinary actions use policy_kwargs['action_prob_floor']"
+        )
     if action_prob_floor > 0:
         if isinstance(action_dist, CategoricalDistribution):
             return FlooredCategoricalDistribution(action_dist.action_dim, action_prob_floor)
@@ -119,12 +127,7 @@ def bounded_distribution(
     if min_std > 0:
         if type(action_dist) is DiagGaussianDistribution:
             return MinStdDiagGaussianDistribution(action_dist.action_dim, min_std)
-        if isinstance(action_space, spaces.Box):
-            raise ValueError("policy_kwargs['min_std'] is not supported with use_sde=True (gSDE); use one or the other")
-        raise ValueError(
-            f"policy_kwargs['min_std'] applies to Box actions, not to {action_space}; "
-            "for Discrete, MultiDiscrete and MultiBinary actions use policy_kwargs['action_prob_floor']"
-        )
+        raise ValueError("policy_kwargs['min_std'] is not supported with use_sde=True (gSDE); use one or the other")
     return action_dist
 
 

@@ -15,7 +15,6 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
@@ -29,7 +28,7 @@ from sb3_reinforce.reinforce.estimator import (
     truncated_importance_weights,
     update_return_moments,
 )
-from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, _BoundedDistributionMixin
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
@@ -626,8 +625,16 @@ class REINFORCE(OnPolicyAlgorithm):
         :raises ValueError: when the file is not a zip archive, is truncated or corrupted, is not an SB3 save, or was
             saved by another algorithm (A2C, PPO, ...).
         """
-        _check_save_file(path, device, custom_objects)
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        _check_save_file(path)
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as error:
+            # torch.load of a damaged weights file (or a member whose CRC does not match)
+            raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
+        except RuntimeError as error:
+            if "PytorchStreamReader" not in str(error):  # not about the file (e.g. the device)
+                raise
+            raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
 
     def learn(
         self: SelfREINFORCE,
@@ -653,7 +660,10 @@ _SET_BY_THE_ALGORITHM = ("observation_space", "action_space", "lr_schedule", "us
 
 
 def _accepted_policy_kwargs(policy_class: type) -> set[str] | None:
-    """Keyword arguments the policy's constructor accepts, following ``**kwargs`` up its bases (``None``: any)."""
+    """
+    Keyword arguments the policy's constructor accepts (``None``: any). Only our own policies are known to pass their
+    ``**kwargs`` on to SB3's unchanged; a user's class that takes ``**kwargs`` may use any key itself.
+    """
     accepted: set[str] = set()
     for klass in policy_class.__mro__:
         if "__init__" not in vars(klass) or klass is object:
@@ -662,6 +672,8 @@ def _accepted_policy_kwargs(policy_class: type) -> set[str] | None:
         accepted |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return accepted
+        if klass is not _BoundedDistributionMixin:
+            return None
     return None
 
 
@@ -681,51 +693,52 @@ def _check_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> N
         )
 
 
-def _check_save_file(
-    path: str | pathlib.Path | io.BufferedIOBase, device: th.device | str, custom_objects: dict[str, Any] | None
-) -> None:
-    """Read a save file completely and raise one clear error if it cannot be a REINFORCE save."""
+def _check_save_file(path: str | pathlib.Path | io.BufferedIOBase) -> None:
+    """
+    Look at a save file's structure (its members and its ``data`` entry, not the weights) and raise one clear error
+    if it cannot be a REINFORCE save.
+    """
+    source: pathlib.Path | io.BufferedIOBase
     if isinstance(path, (str, pathlib.Path)):
-        file = pathlib.Path(path)
-        if not file.exists() and not pathlib.Path(f"{file}.zip").exists():
-            raise FileNotFoundError(f"No saved model at {file} (nor at {file}.zip)")
-        if file.is_dir():
-            raise ValueError(f"{file} is a directory, not a model saved with REINFORCE.save() (a .zip file)")
+        source = pathlib.Path(path)
+        if not source.exists() and pathlib.Path(f"{source}.zip").exists():  # as SB3's load: the suffix may be left out
+            source = pathlib.Path(f"{source}.zip")
+        if not source.exists():
+            raise FileNotFoundError(f"No saved model at {path} (nor at {path}.zip)")
+        if source.is_dir():
+            raise ValueError(f"{path} is a directory, not a model saved with REINFORCE.save() (a .zip file)")
+    else:
+        source = path
     try:
-        data, params, _ = load_from_zip_file(path, device=device, custom_objects=custom_objects, load_data=True)
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        EOFError,
-        KeyError,
-        json.JSONDecodeError,
-        pickle.UnpicklingError,
-    ) as error:
+        with zipfile.ZipFile(source) as archive:
+            members = set(archive.namelist())
+            raw_data = archive.read("data").decode() if "data" in members else None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
         raise ValueError(
-            f"{path} is not a readable Stable-Baselines3 save (truncated, corrupted, or another kind of zip file): "
-            f"{type(error).__name__}: {error}"
+            f"{path} is not a model saved with save() (a zip file): truncated or another format? ({error})"
         ) from error
-    except ValueError as error:  # SB3: not a zip file at all
-        raise ValueError(
-            f"{path} is not a model saved with save() (a zip file); truncated or another format? {error}"
-        ) from error
-    except RuntimeError as error:  # torch.load of a damaged tensor file
-        raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
-    if isinstance(path, io.BufferedIOBase):
-        path.seek(0)
-    if not data:
+    finally:
+        if isinstance(source, io.BufferedIOBase):
+            source.seek(0)
+    if raw_data is None:
         raise ValueError(
             f"{path} is not a complete Stable-Baselines3 save: it has no 'data' entry (truncated, or not written by save())"
         )
+    try:
+        data = json.loads(raw_data)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is not a readable Stable-Baselines3 save: its 'data' entry is corrupted ({error})"
+        ) from error
     missing = [key for key in ("baseline", "incomplete_episodes") if key not in data]
     if missing:
         raise ValueError(
             f"{path} is not a REINFORCE save: its data has no {', '.join(missing)}. Was it saved by another "
             "algorithm (A2C, PPO, ...)? Load it with that algorithm's class."
         )
-    missing = [name for name in ("policy", "policy.optimizer") if name not in (params or {})]
+    missing = [name for name in ("policy.pth", "policy.optimizer.pth") if name not in members]
     if missing:
-        raise ValueError(f"{path} is an incomplete REINFORCE save: it has no {', '.join(name + '.pth' for name in missing)}")
+        raise ValueError(f"{path} is an incomplete REINFORCE save: it has no {', '.join(missing)}")
 
 
 def _validate_hyperparameters(
