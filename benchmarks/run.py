@@ -34,7 +34,6 @@ Commands (seeds are 0..N-1)::
 from __future__ import annotations
 
 import argparse
-import ast
 import concurrent.futures
 import json
 import os
@@ -93,25 +92,7 @@ SMOKE_RESULTS = BENCHMARKS_DIR / "out" / "smoke"
 
 
 def reinforce_defaults() -> dict[str, Any]:
-    """
-    The default hyper-parameters of ``REINFORCE.__init__``, read from its source (importing it would import torch);
-    falls back to importing it when a default is not a literal.
-    """
-    import importlib.util
-
-    found = importlib.util.find_spec("sb3_reinforce.reinforce.reinforce")
-    if found is not None and found.origin is not None:
-        tree = ast.parse(Path(found.origin).read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and node.name == "REINFORCE":
-                for item in node.body:
-                    if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                        args = item.args.args
-                        try:
-                            values = [ast.literal_eval(default) for default in item.args.defaults]
-                        except ValueError:
-                            break
-                        return {arg.arg: value for arg, value in zip(args[len(args) - len(values) :], values, strict=True)}
+    """The default hyper-parameters of ``REINFORCE.__init__`` (what the shipped yml entries leave out)."""
     import inspect
 
     from sb3_reinforce import REINFORCE

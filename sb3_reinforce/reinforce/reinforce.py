@@ -96,11 +96,15 @@ class _Batch:
     n_fresh: int  # steps of this rollout that are used
 
 
-def _check_finite(name: str, values: Obs, rollout_step: int) -> None:
+def _check_finite(name: str, values: Obs, rollout_step: int, first_env: int = 0) -> None:
+    """
+    Raise a :class:`NonFiniteError` naming the env and the step if a float array of ``values`` (one row per env,
+    the first being env ``first_env``) holds a NaN or an infinity.
+    """
     arrays = values.values() if isinstance(values, dict) else (values,)
     for array in arrays:
-        # Run at every step, so one reduction first: NaN and infinities propagate through a sum (taken in float64, so
-        # that finite float32 values cannot overflow it); only if it is not finite are the values looked at one by one.
+        # One reduction first: NaN and infinities propagate through a sum (taken in float64, so that finite float32
+        # values cannot overflow it); only if it is not finite are the values looked at one by one.
         if array.dtype.kind != "f" or math.isfinite(array.sum(dtype=np.float64)):
             continue
         non_finite = ~np.isfinite(array.reshape(len(array), -1))
@@ -108,7 +112,7 @@ def _check_finite(name: str, values: Obs, rollout_step: int) -> None:
             continue
         bad = np.argwhere(non_finite)[0, 0]
         raise NonFiniteError(
-            f"Non-finite {name} from env index {bad} at step {rollout_step} of the rollout: "
+            f"Non-finite {name} from env index {first_env + bad} at step {rollout_step} of the rollout: "
             f"{array[bad]!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
         )
 
@@ -428,12 +432,12 @@ class REINFORCE(OnPolicyAlgorithm):
         for idx in np.flatnonzero(dones):
             terminal_obs = infos[idx].get("terminal_observation")
             if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
-                parts = terminal_obs.values() if isinstance(terminal_obs, dict) else (terminal_obs,)
-                if not all(np.isfinite(part).all() for part in map(np.asarray, parts) if part.dtype.kind == "f"):
-                    raise NonFiniteError(
-                        f"Non-finite terminal observation from env index {idx} at step {rollout_step} of the rollout: "
-                        f"{terminal_obs!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
-                    )
+                as_row = (
+                    {key: np.asarray(value)[None] for key, value in terminal_obs.items()}
+                    if isinstance(terminal_obs, dict)
+                    else np.asarray(terminal_obs)[None]
+                )
+                _check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
                 with th.no_grad():
                     critic = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
                 values[idx] = mean + std * critic
