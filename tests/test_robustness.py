@@ -1,5 +1,8 @@
 """Negative and huge rewards, sampled actions and their log-probabilities, gradient clipping, non-finite guards."""
 
+import contextlib
+from collections.abc import Iterator
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -27,6 +30,17 @@ class FiniteLogsCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+
+@contextlib.contextmanager
+def torch_validation(enabled: bool) -> Iterator[None]:
+    """torch's distribution argument validation on or off for the block (it is a process-wide default)."""
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(enabled)
+    try:
+        yield
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
 
 
 def _accuracy(model: REINFORCE, horizon: int) -> float:
@@ -200,13 +214,9 @@ def test_non_finite_values_name_the_env_index_among_several_envs(where, bad, val
     model = REINFORCE("MlpPolicy", env, n_steps=8, seed=0)
     model.learn(48)  # two clean updates: 16 steps per env
     state = _state(model)
-    previous = th.distributions.Distribution._validate_args
-    th.distributions.Distribution.set_default_validate_args(validate_args)
-    try:
-        with pytest.raises(NonFiniteError, match=f"Non-finite {where} from env index 2 at step 4 of the rollout"):
-            model.learn(24, reset_num_timesteps=False)
-    finally:
-        th.distributions.Distribution.set_default_validate_args(previous)
+    message = f"Non-finite {where} from env index 2 at step 4 of the rollout"
+    with torch_validation(validate_args), pytest.raises(NonFiniteError, match=message):
+        model.learn(24, reset_num_timesteps=False)
     _assert_same_state(model, state)
 
 
@@ -256,11 +266,7 @@ def test_a_nan_observation_is_named_even_when_torch_does_not_refuse_it(at, step,
     model = REINFORCE("MlpPolicy", DummyVecEnv([lambda: NaNObservationAt(at)]), n_steps=8, seed=0, **kwargs)
     model.learn(16)
     state = _state(model)
-    previous = th.distributions.Distribution._validate_args
-    th.distributions.Distribution.set_default_validate_args(validate_args)
-    try:
-        with pytest.raises(NonFiniteError, match=f"Non-finite observation from env index 0 at step {step} of the rollout"):
-            model.learn(8, reset_num_timesteps=False)
-    finally:
-        th.distributions.Distribution.set_default_validate_args(previous)
+    message = f"Non-finite observation from env index 0 at step {step} of the rollout"
+    with torch_validation(validate_args), pytest.raises(NonFiniteError, match=message):
+        model.learn(8, reset_num_timesteps=False)
     _assert_same_state(model, state)
