@@ -5,6 +5,10 @@ rl_zoo3 has no plugin entry point: :func:`register` adds ``reinforce`` to its al
 sampler and converter tables at run time, and :func:`main` then hands the command line to rl_zoo3 unchanged, except
 that ``train --algo reinforce`` without ``-conf`` reads the ``reinforce.yml`` shipped with this package.
 Every other algorithm (``--algo a2c``, ``ppo``, ...) works through the same entry, as in rl_zoo3.
+
+Two additions for searches shared by several workers (see :mod:`sb3_reinforce.zoo.storage`): ``train -optimize``
+with an RDB ``--storage`` URL turns on Optuna's heartbeat (``--heartbeat-interval``, ``--grace-period``), so a dead
+worker's trial is failed and retried, and ``best`` writes a study's best trial as a ``reinforce.yml`` entry.
 """
 
 import importlib
@@ -12,6 +16,7 @@ import importlib.resources
 import os
 import runpy
 import sys
+from contextlib import AbstractContextManager, nullcontext
 
 from sb3_reinforce.reinforce import REINFORCE
 
@@ -26,6 +31,12 @@ Commands (rl_zoo3's, with REINFORCE registered as --algo reinforce):
   plot_train       plot training curves
   plot_from_file   plot results saved by all_plots
   all_plots        plot evaluations of several algorithms
+  best             write the best trial of a search as a reinforce.yml entry (sb3-reinforce-zoo best -h)
+
+train -optimize with an RDB --storage (postgresql://..., sqlite:///...) turns on Optuna's heartbeat, so that the
+trial of a worker that died is failed and run again by another worker:
+  --heartbeat-interval SECONDS   between two heartbeats of a running trial (default {interval}; 0: no heartbeat)
+  --grace-period SECONDS         silence after which a trial is failed and retried (default {grace})
 
 The hyper-parameters of REINFORCE are read from the packaged reinforce.yml unless -conf/--conf-file is given:
 {config}
@@ -81,6 +92,58 @@ def _prepare_train(args: list[str]) -> list[str]:
     return args
 
 
+def _heartbeat_options(args: list[str]) -> tuple[list[str], AbstractContextManager[None]]:
+    """
+    Take ``--heartbeat-interval`` / ``--grace-period`` out of ``train``'s arguments (rl_zoo3 does not know them) and
+    return the rest with what to run the training in: :func:`~sb3_reinforce.zoo.storage.rdb_patches` for a search on
+    an RDB storage (heartbeat on by default), nothing otherwise.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="sb3-reinforce-zoo train", allow_abbrev=False, add_help=False)
+    parser.add_argument("--heartbeat-interval", type=int)
+    parser.add_argument("--grace-period", type=int)
+    options, rest = parser.parse_known_args(args)
+    given = options.heartbeat_interval is not None or options.grace_period is not None
+    optimize = "-optimize" in rest or "--optimize-hyperparameters" in rest
+    storage = _option(rest, "--storage")
+    if not optimize or storage is None:
+        if given:
+            raise SystemExit("--heartbeat-interval / --grace-period apply to a search: train -optimize --storage URL")
+        return rest, nullcontext()
+
+    from sb3_reinforce.zoo import storage as storages
+
+    if storages.is_journal(storage):
+        if given:
+            raise SystemExit(
+                f"--heartbeat-interval / --grace-period need an RDB storage (postgresql://..., sqlite:///...): "
+                f"Optuna's JournalFile storage {storage} has no heartbeat"
+            )
+        print(
+            f"note: Optuna's JournalFile storage ({storage}) has no heartbeat: the trial of a worker that dies stays RUNNING; "
+            "use an RDB storage (PostgreSQL) for a search that survives dead workers",
+            file=sys.stderr,
+        )
+        return rest, nullcontext()
+    if options.heartbeat_interval == 0:
+        if options.grace_period is not None:
+            raise SystemExit("--grace-period needs a heartbeat: --heartbeat-interval > 0")
+        return rest, storages.rdb_patches(None)
+    interval = storages.DEFAULT_HEARTBEAT_INTERVAL if options.heartbeat_interval is None else options.heartbeat_interval
+    if options.grace_period is not None:
+        grace_period = options.grace_period
+    elif options.heartbeat_interval is None:
+        grace_period = storages.DEFAULT_GRACE_PERIOD
+    else:
+        grace_period = 3 * interval
+    try:
+        heartbeat = storages.Heartbeat(interval=interval, grace_period=grace_period)
+    except ValueError as error:
+        raise SystemExit(f"--heartbeat-interval / --grace-period: {error}") from error
+    return rest, storages.rdb_patches(heartbeat)
+
+
 # command -> (module, function); ``None`` runs the module as a script. Imported only when used: the plotting
 # commands need rl_zoo3's plotting dependencies (seaborn, ...), which training does not.
 COMMANDS: dict[str, tuple[str, str | None]] = {
@@ -118,16 +181,25 @@ def main(argv: list[str] | None = None) -> None:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE.format(config=default_config_path()))
+        from sb3_reinforce.zoo.storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
+        print(USAGE.format(config=default_config_path(), interval=DEFAULT_HEARTBEAT_INTERVAL, grace=DEFAULT_GRACE_PERIOD))
         return
     command, args = argv[0], argv[1:]
-    if command not in COMMANDS:
-        raise SystemExit(f"Unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    if command not in (*COMMANDS, "best"):
+        raise SystemExit(f"Unknown command {command!r}; choose one of: {', '.join([*COMMANDS, 'best'])}")
     try:
         register()
     except ImportError as error:
         raise SystemExit(f"The RL Zoo is not installed ({error}): pip install 'sb3-reinforce[zoo]'") from error
+    if command == "best":
+        from sb3_reinforce.zoo import best
+
+        best.main(args, default_config_path())
+        return
+    context: AbstractContextManager[None] = nullcontext()
     if command == "train":
-        args = _prepare_train(args)
+        args, context = _heartbeat_options(_prepare_train(args))
     sys.argv = [f"sb3-reinforce-zoo {command}", *args]
-    _run_command(command)
+    with context:
+        _run_command(command)

@@ -1,5 +1,7 @@
 """Optuna sampler and converter for REINFORCE, in the shape rl_zoo3's ``HYPERPARAMS_SAMPLER`` / ``_CONVERTER`` expect."""
 
+import os
+import socket
 from typing import Any
 
 import optuna
@@ -58,4 +60,6 @@ def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
         "incomplete_episodes": trial.suggest_categorical("incomplete_episodes", ["carry", "drop", "bootstrap"]),
     }
     trial.set_user_attr("gamma", 1.0 - one_minus_gamma)
+    # Which worker ran the trial (several processes or machines may share one study).
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     return convert_reinforce_params(sampled)

@@ -1,0 +1,164 @@
+"""
+``sb3-reinforce-zoo best``: the best trial of a REINFORCE search as a ready ``reinforce.yml`` entry.
+
+The entry is the one the search started from (the env's entry of ``-conf``, by default the packaged
+``reinforce.yml``: ``n_envs``, ``n_timesteps``, ``policy``, ``normalize``, ...) with the searched hyper-parameters
+replaced by the best trial's, turned into constructor arguments by the same converter the search used. It is printed,
+and with ``--output FILE`` written into FILE: the env's entry replaced (other entries and comments kept) or added.
+"""
+
+import argparse
+import re
+import shlex
+from typing import Any
+
+import optuna
+import yaml
+from torch import nn
+
+from sb3_reinforce.zoo.hyperparams_opt import convert_reinforce_params
+from sb3_reinforce.zoo.storage import display_url, open_storage
+
+FIRST_KEYS = ("n_envs", "n_timesteps", "policy")
+
+
+def policy_kwargs_text(policy_kwargs: dict[str, Any]) -> str:
+    """``policy_kwargs`` as the text the zoo evaluates (``nn`` in scope): ``dict(net_arch=..., activation_fn=nn.Tanh)``."""
+    items = []
+    for key, value in policy_kwargs.items():
+        if isinstance(value, type) and issubclass(value, nn.Module):
+            items.append(f"{key}=nn.{value.__name__}")
+        else:
+            items.append(f"{key}={value!r}")
+    return f"dict({', '.join(items)})"
+
+
+def env_of_study(study: optuna.Study) -> str | None:
+    """The ``--env`` of the command rl_zoo3 recorded when it created the study (user attribute ``command``)."""
+    command = study.user_attrs.get("command")
+    if not isinstance(command, str):
+        return None
+    args = shlex.split(command)
+    for i, arg in enumerate(args):
+        if arg == "--env" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--env="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def best_entry(study: optuna.Study, base: dict[str, Any], n_timesteps: int | None = None) -> dict[str, Any]:
+    """
+    The yml entry of the best complete trial of ``study``.
+
+    :param study: A study of ``sb3-reinforce-zoo train --algo reinforce -optimize``.
+    :param base: The env's entry the search started from (its untuned keys are kept).
+    :param n_timesteps: Training budget of the entry (default: the base entry's).
+    :return: The entry, ``n_envs``, ``n_timesteps`` and ``policy`` first, then the rest sorted.
+    :raises ValueError: When the study has no complete trial or is not a REINFORCE search.
+    """
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        raise ValueError(f"study {study.study_name!r} has no complete trial yet")
+    trial = study.best_trial
+    try:
+        tuned = convert_reinforce_params(trial.params)
+    except KeyError as error:
+        raise ValueError(
+            f"study {study.study_name!r} is not a REINFORCE search: its trials have the parameters {sorted(trial.params)}"
+        ) from error
+    tuned["policy_kwargs"] = policy_kwargs_text(tuned["policy_kwargs"])
+    entry = {**base, **tuned}
+    if n_timesteps is not None:
+        entry["n_timesteps"] = n_timesteps
+    for key in FIRST_KEYS:
+        if key not in entry:
+            raise ValueError(f"the base entry has no {key!r}: give -conf with the entry the search used")
+    return {**{key: entry[key] for key in FIRST_KEYS}, **{key: entry[key] for key in sorted(entry) if key not in FIRST_KEYS}}
+
+
+def entry_text(env: str, entry: dict[str, Any], comment: str) -> str:
+    """``entry`` as a block of the zoo's yml, with ``comment`` as its first (indented) line."""
+    body = yaml.safe_dump(entry, sort_keys=False, default_flow_style=False, width=1000)
+    lines = [f"{env}:", f"  # {comment}", *(f"  {line}" for line in body.splitlines())]
+    return "\n".join(lines) + "\n"
+
+
+_TOP_LEVEL_KEY = re.compile(r"^[^\s#]")
+
+
+def replace_entry(text: str, env: str, block: str) -> str:
+    """
+    ``text`` (a yml file) with the entry of ``env`` replaced by ``block``, or ``block`` appended when there is none.
+    Comments above an entry belong to it and stay; everything else is untouched.
+    """
+    lines = text.splitlines(keepends=True)
+    key = re.compile(rf"^['\"]?{re.escape(env)}['\"]?\s*:")
+    start = next((i for i, line in enumerate(lines) if key.match(line)), None)
+    if start is None:
+        separator = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        return text + separator + block
+    end = next((i for i in range(start + 1, len(lines)) if _TOP_LEVEL_KEY.match(lines[i])), len(lines))
+    while end - 1 > start and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return "".join([*lines[:start], block, *lines[end:]])
+
+
+def main(argv: list[str], default_conf: str) -> None:
+    """
+    ``sb3-reinforce-zoo best``: print the best trial's entry, and with ``--output`` write it into a yml file.
+
+    :param argv: The command's arguments.
+    :param default_conf: The yml whose entry is the base when ``-conf`` is not given (the packaged one).
+    """
+    parser = argparse.ArgumentParser(
+        prog="sb3-reinforce-zoo best",
+        description="Turn the best trial of a REINFORCE search into a reinforce.yml entry.",
+    )
+    parser.add_argument("--storage", required=True, help="the search's --storage (RDB URL or JournalFile .log)")
+    parser.add_argument("--study-name", required=True)
+    parser.add_argument("--env", help="env id of the entry (default: the --env of the command that created the study)")
+    parser.add_argument("-conf", "--conf-file", help="yml with the entry the search used (default: the packaged one)")
+    parser.add_argument("-n", "--n-timesteps", type=int, help="training budget of the entry (default: the base entry's)")
+    parser.add_argument("-o", "--output", help="yml file to write the entry into (replaced if present, else added)")
+    args = parser.parse_args(argv)
+
+    try:
+        study = optuna.load_study(study_name=args.study_name, storage=open_storage(args.storage))
+    except KeyError as error:
+        raise SystemExit(f"No study {args.study_name!r} in {display_url(args.storage)}") from error
+    env = args.env or env_of_study(study)
+    if env is None:
+        raise SystemExit(f"Study {args.study_name!r} does not record its env: give --env")
+    conf = args.conf_file or default_conf
+    with open(conf) as file:
+        entries = yaml.safe_load(file) or {}
+    base = entries.get(env, entries.get("default"))
+    if not isinstance(base, dict):
+        raise SystemExit(f"{conf} has no entry for {env}: give -conf with the entry the search used")
+    try:
+        entry = best_entry(study, base, args.n_timesteps)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    trial = study.best_trial
+    n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    comment = (
+        f"sb3-reinforce-zoo best: trial {trial.number} of study '{study.study_name}' "
+        f"(best of {n_complete} complete trials, mean evaluation return {trial.value:.4g})"
+    )
+    block = entry_text(env, entry, comment)
+    print(block, end="")
+    if args.output:
+        try:
+            with open(args.output) as file:
+                text = file.read()
+        except FileNotFoundError:
+            text = ""
+        old = yaml.safe_load(text) or {}
+        new_text = replace_entry(text, env, block)
+        written = yaml.safe_load(new_text)
+        others_kept = isinstance(written, dict) and all(written.get(key) == value for key, value in old.items() if key != env)
+        if not others_kept or written.get(env) != yaml.safe_load(block)[env]:
+            raise SystemExit(f"Could not place the entry of {env} in {args.output}; nothing written")
+        with open(args.output, "w") as file:
+            file.write(new_text)
+        print(f"# written to {args.output}")

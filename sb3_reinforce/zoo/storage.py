@@ -1,0 +1,189 @@
+"""
+Optuna storages for searches that several workers share, and what happens when one of them dies.
+
+rl_zoo3 hands ``--storage`` to ``optuna.create_study`` as a string: a path ending in ``.log`` becomes a JournalFile
+storage, anything else an RDB URL (``sqlite:///...``, ``postgresql://...``). A plain RDB URL has no heartbeat, so a
+trial whose worker is killed stays ``RUNNING`` for ever. :func:`rdb_patches` is used by
+``sb3-reinforce-zoo train -optimize``: while rl_zoo3 runs the search it turns an RDB URL into an
+``RDBStorage`` with Optuna's heartbeat (each running trial records a heartbeat every ``heartbeat_interval`` seconds;
+one silent for ``grace_period`` seconds is failed and queued again, with the same parameters, for a live worker), and
+makes ``--max-total-trials`` wait for other workers' running trials instead of counting a dead worker's trial as
+finished. Nothing of rl_zoo3 is copied; both are replaced only for the duration of the search.
+"""
+
+import contextlib
+import random
+import time
+import warnings
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
+from typing import Any
+from unittest import mock
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+DEFAULT_HEARTBEAT_INTERVAL = 60
+DEFAULT_GRACE_PERIOD = 180
+MAX_RETRY = 3
+
+
+def is_journal(storage: str) -> bool:
+    """rl_zoo3's rule: a ``--storage`` ending in ``.log`` is an Optuna JournalFile, anything else an RDB URL."""
+    return storage.endswith(".log")
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: Optuna will say so
+        return url
+
+
+def open_storage(storage: str) -> optuna.storages.BaseStorage | str:
+    """What Optuna should get for rl_zoo3's ``--storage`` value when reading a study (no heartbeat needed)."""
+    if is_journal(storage):
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))  # type: ignore[attr-defined]
+    return storage
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """
+    Heartbeat settings of an RDB storage.
+
+    :param interval: Seconds between two heartbeats of a running trial.
+    :param grace_period: Seconds without a heartbeat after which a running trial is failed and retried.
+    :param max_retry: How many times one trial's parameters are retried after their workers died.
+    """
+
+    interval: int = DEFAULT_HEARTBEAT_INTERVAL
+    grace_period: int = DEFAULT_GRACE_PERIOD
+    max_retry: int = MAX_RETRY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interval, int) or self.interval <= 0:
+            raise ValueError(f"heartbeat interval must be a positive number of seconds, got {self.interval!r}")
+        if not isinstance(self.grace_period, int) or self.grace_period <= self.interval:
+            raise ValueError(
+                f"grace period must be a whole number of seconds longer than the heartbeat interval ({self.interval}), "
+                f"got {self.grace_period!r}: a live worker's trial would be failed between two of its heartbeats"
+            )
+        if not isinstance(self.max_retry, int) or self.max_retry < 0:
+            raise ValueError(f"max_retry must be a non-negative integer, got {self.max_retry!r}")
+
+
+def rdb_storage(url: str, heartbeat: Heartbeat | None = None, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """
+    An ``RDBStorage`` for ``url``, with a heartbeat when ``heartbeat`` is given: running trials record one every
+    ``heartbeat.interval`` seconds, and a trial silent for the grace period is failed and its parameters queued again
+    (``RetryHeartbeatStaleTrialCallback``; ``RetryFailedTrialCallback`` before Optuna 4.9).
+
+    Workers started together on a new database all try to create Optuna's tables; on PostgreSQL all but one fail
+    (``duplicate key value violates unique constraint "pg_type_typname_nsp_index"``). Creating the storage is
+    therefore retried a few times: the tables the others made are then found.
+
+    :param url: An SQLAlchemy URL (``postgresql://user:password@host:port/db``, ``sqlite:///study.db``, ...).
+    :param heartbeat: The heartbeat settings, or None for none.
+    :param attempts: How many times to try to create the storage.
+    :return: The storage.
+    """
+    import sqlalchemy.exc
+
+    storages = optuna.storages
+    kwargs: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat is not None:
+            kwargs = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace_period}
+            if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):
+                retry = storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
+                kwargs["heartbeat_stale_trial_callback"] = retry
+            else:  # Optuna < 4.9
+                kwargs["failed_trial_callback"] = storages.RetryFailedTrialCallback(max_retry=heartbeat.max_retry)
+        for attempt in range(attempts):
+            try:
+                return storages.RDBStorage(url, **kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 + random.random())  # another worker is creating the tables
+    raise AssertionError("unreachable")
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials whose worker stopped sending heartbeats (and queue their retries): Optuna's, without its warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+class MaxTrialsSurvivingDeadWorkers(MaxTrialsCallback):
+    """
+    ``MaxTrialsCallback`` (what rl_zoo3's ``--max-total-trials`` uses) for storages with a heartbeat.
+
+    rl_zoo3 counts running trials, so that N workers do not run N - 1 trials too many. But a dead worker's trial is
+    also ``RUNNING`` until its grace period is over: counted as done, it would stop the last live worker one trial
+    short, and nobody would be left to retry it. So when the count is reached while other workers' trials are still
+    running, this callback waits for them: those that finish end the search; those whose worker died are failed after
+    the grace period, their parameters queued again, and this worker goes on to run them.
+
+    :param n_trials: The total number of trials of the study.
+    :param states: The trial states counted (rl_zoo3: complete, running and pruned).
+    :param poll_interval: Seconds between two looks at the other workers' trials while waiting.
+    """
+
+    def __init__(
+        self,
+        n_trials: int,
+        states: Container[TrialState] | None = (TrialState.COMPLETE,),
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__(n_trials, states=states)
+        self.poll_interval = poll_interval
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        while True:
+            fail_stale_trials(study)
+            counted = study.get_trials(deepcopy=False, states=self._states)
+            if len(counted) < self._n_trials:
+                return  # some trials are still to run (perhaps a dead worker's, queued again)
+            if not any(other.state == TrialState.RUNNING for other in counted):
+                study.stop()
+                return
+            time.sleep(self.poll_interval)
+
+
+@contextlib.contextmanager
+def rdb_patches(heartbeat: Heartbeat | None) -> Iterator[None]:
+    """
+    While rl_zoo3 runs a search: give ``optuna.create_study`` an :func:`rdb_storage` (with ``heartbeat``) where
+    rl_zoo3 passes an RDB URL, and, with a heartbeat, make ``--max-total-trials`` wait for other workers' running
+    trials (:class:`MaxTrialsSurvivingDeadWorkers`). JournalFile storages and storage objects pass through unchanged.
+
+    :param heartbeat: The heartbeat settings, or None for none.
+    """
+    from rl_zoo3 import exp_manager
+
+    create_study = optuna.create_study
+
+    def create_study_on_rdb_storage(*args: Any, **kwargs: Any) -> optuna.Study:
+        storage = kwargs.get("storage")
+        if isinstance(storage, str) and not is_journal(storage):
+            kwargs["storage"] = rdb_storage(storage, heartbeat)
+        return create_study(*args, **kwargs)
+
+    def max_trials_callback(n_trials: int, states: Container[TrialState] | None = (TrialState.COMPLETE,)) -> MaxTrialsCallback:
+        if heartbeat is None:
+            return MaxTrialsCallback(n_trials, states=states)
+        return MaxTrialsSurvivingDeadWorkers(n_trials, states=states, poll_interval=min(1.0, heartbeat.interval))
+
+    with (
+        mock.patch.object(optuna, "create_study", create_study_on_rdb_storage),
+        mock.patch.object(exp_manager, "MaxTrialsCallback", max_trials_callback),
+    ):
+        yield
