@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
@@ -213,6 +214,37 @@ def _saved_hyperparams(folder: Path) -> dict[str, Any]:
     return {}
 
 
+# The zoo runs in a child that dies with the process that started it (Linux's PR_SET_PDEATHSIG): a pool or Dask
+# worker killed mid-run leaves no orphan training behind. ``python -c LAUNCHER PARENT_PID ZOO_ARGS...``
+_LAUNCHER = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (AttributeError, OSError):
+    pass  # not Linux: no such guard
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the benchmark worker that started this run is gone")
+from sb3_reinforce.zoo import main
+main(sys.argv[2:])
+"""
+
+
+def check_zoo_entry(spec: dict[str, Any]) -> None:
+    """
+    Refuse to train when this machine's yml entry differs from the one the runner planned with (``spec["zoo_entry"]``):
+    a Dask worker with another version of sb3-reinforce or rl_zoo3 would otherwise train something else than recorded.
+    """
+    expected = spec.get("zoo_entry")
+    if expected is None:
+        return
+    found = zoo_entry(spec["algo"], spec["env"])
+    if json_safe(found) != expected:
+        raise RuntimeError(
+            f"{hyperparams_source(spec['algo'])} on {socket.gethostname()} has another entry for {spec['env']} than the "
+            f"runner planned with ({found} != {expected}): install the same sb3-reinforce and rl_zoo3 on every worker"
+        )
+
+
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """
     Train one run with the zoo's command line in a subprocess and return its evaluations.
@@ -227,11 +259,15 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         zoo is expected to read, part of the identity so that a changed yml is rerun) are kept as they are.
     :return: A JSON-ready dict: the spec, the command, the evaluations, the final score, the hyper-parameters the
         zoo used, the wall time and the machine.
-    :raises RuntimeError: When the zoo fails (with the end of its output).
+    :raises RuntimeError: When the zoo fails (with the end of its output), or this machine's yml entry is not the
+        planned one (:func:`check_zoo_entry`).
     """
+    check_zoo_entry(spec)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory(prefix="sb3-reinforce-bench-") as tmp:
-        command = [sys.executable, *zoo_command(spec, tmp)]
+        zoo_args = zoo_command(spec, tmp)
+        assert zoo_args[:2] == ["-m", "sb3_reinforce.zoo"]
+        command = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *zoo_args[2:]]
         start = time.perf_counter()
         process = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp)
         wall_time = time.perf_counter() - start
@@ -258,6 +294,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "hyperparams": hyperparams,
         "hyperparams_file": hyperparams_source(spec["algo"]),
         "wall_time_s": round(wall_time, 2),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
     }

@@ -17,7 +17,12 @@ result (every evaluation; the final score is the last one) goes to one JSON file
 ``RESULTS/SUITE/ENV/ALGO_OR_VARIANT/seedS.json``, written atomically. A run whose file exists with the same spec
 (budget, overrides, evaluation settings, yml entry) is not redone, so an interrupted benchmark resumes where it stopped and the
 full benchmark can be run in pieces. Runs go to a pool of ``--jobs`` processes (default: the usable cores), one core
-each; the loop takes any ``concurrent.futures.Executor`` (see :func:`execute`).
+each, or with ``--scheduler tcp://HOST:8786`` to the workers of a Dask cluster, one run per worker thread. Both go
+through the same loop (:func:`execute`, which takes any ``concurrent.futures.Executor``): the runner submits each run
+as a task, and writes its result file itself when the task returns, so the workers need no shared disk, resume works
+the same, and a run whose worker dies is rescheduled by Dask on another worker and written once. Dask workers need
+``pip install 'sb3-reinforce[benchmark,distributed]'`` (the same versions as the runner's: a worker whose yml entry
+differs refuses the run); ``common.py`` is sent to them by the runner.
 
 Commands (seeds are 0..N-1)::
 
@@ -28,6 +33,7 @@ Commands (seeds are 0..N-1)::
     python benchmarks/run.py --suite ablation --envs CartPole-v1 Acrobot-v1 --seeds 5
     python benchmarks/run.py --suite all --seeds 5 --jobs 2  # everything not done yet
     python benchmarks/run.py --suite all --dry-run           # list the runs and their zoo commands, run nothing
+    python benchmarks/run.py --suite all --seeds 5 --scheduler tcp://HOST:8786  # on a Dask cluster
     python benchmarks/report.py                              # then write benchmarks/README.md from the results
 """
 
@@ -35,10 +41,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +299,38 @@ def execute(specs: Sequence[dict[str, Any]], executor: concurrent.futures.Execut
     return failures
 
 
+@contextlib.contextmanager
+def make_executor(scheduler: str | None, kind: str, jobs: int) -> Iterator[concurrent.futures.Executor]:
+    """
+    Where the runs go: a local pool of ``jobs`` processes (or threads), or, with ``scheduler``, the Dask cluster
+    behind that address (``distributed.Client(scheduler).get_executor()``, after sending it ``common.py``).
+    Unfinished runs are cancelled when the block is left early (an interrupt).
+    """
+    if scheduler is None:
+        pool_class = concurrent.futures.ProcessPoolExecutor if kind == "process" else concurrent.futures.ThreadPoolExecutor
+        pool = pool_class(max_workers=jobs)
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SystemExit("--scheduler needs dask.distributed: pip install 'sb3-reinforce[benchmark,distributed]'") from None
+    with Client(scheduler, timeout=60) as client:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        print(f"Dask cluster {scheduler}: {len(workers)} workers, {sum(w['nthreads'] for w in workers.values())} threads")
+        client.upload_file(str(Path(__file__).with_name("common.py")))
+        executor = client.get_executor()
+        try:
+            yield executor
+        finally:
+            executor.shutdown(wait=False)
+
+
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -304,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=list(ABLATION_VARIANTS), help="ablation suite (default: all)")
     parser.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default {SEEDS}, {SMOKE_SEEDS} with --smoke)")
     parser.add_argument("--jobs", type=int, default=usable_cores(), help="runs at a time (default: usable cores)")
-    parser.add_argument("--executor", choices=("process", "thread"), default="process")
+    parser.add_argument("--executor", choices=("process", "thread"), default="process", help="local pool")
+    parser.add_argument("--scheduler", help="a Dask scheduler's address (tcp://HOST:8786): run there, not locally")
     parser.add_argument("--smoke", action="store_true", help="tiny budget on CartPole-v1, for CI")
     parser.add_argument("--results", type=Path, help=f"default {DEFAULT_RESULTS} ({SMOKE_RESULTS} with --smoke)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs to do and their commands, run nothing")
@@ -347,17 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not todo:
         return 0
 
-    pool_class = (
-        concurrent.futures.ProcessPoolExecutor if args.executor == "process" else concurrent.futures.ThreadPoolExecutor
-    )
-    executor = pool_class(max_workers=max(1, min(args.jobs, trainings)))
-    try:
-        failures = execute(todo, executor, results)
-    except KeyboardInterrupt:
-        executor.shutdown(wait=False, cancel_futures=True)
-        print("interrupted: finished runs are saved; run the same command again to resume")
-        return 130
-    executor.shutdown()
+    with make_executor(args.scheduler, args.executor, max(1, min(args.jobs, trainings))) as executor:
+        try:
+            failures = execute(todo, executor, results)
+        except KeyboardInterrupt:
+            print("interrupted: finished runs are saved; run the same command again to resume")
+            return 130
     print(f"{trainings - len(failures)} trainings done ({len(todo)} runs of the plan), {len(failures)} failed")
     for failure in failures:
         print(f"FAILED {failure.splitlines()[0]}")
