@@ -1,0 +1,367 @@
+"""
+Scaling out, for real: hyper-parameter searches shared by several workers on a PostgreSQL server the tests start
+(two workers, a worker killed mid-trial, a worker in another network namespace), the best trial as a yml entry, and
+the benchmark runner on a local Dask cluster (same results as the local pool; a worker killed mid-run).
+
+Outside CI, tests whose server cannot be started here are skipped with the reason; with CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.servers import (
+    Namespace,
+    Postgres,
+    dask_cluster,
+    dask_missing,
+    need,
+    network_namespace,
+    postgres_cluster,
+    postgres_missing,
+)
+
+rl_zoo3 = pytest.importorskip("rl_zoo3", reason="the zoo extra is not installed: pip install -e '.[test,zoo]'")
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+from sb3_reinforce import REINFORCE  # noqa: E402
+from sb3_reinforce.zoo import best  # noqa: E402
+from sb3_reinforce.zoo.hyperparams_opt import ACTIVATIONS, NET_ARCHS  # noqa: E402
+from sb3_reinforce.zoo.storage import Heartbeat, MaxTrialsSurvivingDeadWorkers, rdb_storage  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+COUNTED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)
+
+
+def search_worker(cwd: Path, storage: str, study: str, seed: int, *extra: str, timesteps: int = 1024,
+                  prefix: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
+    """One worker of a REINFORCE search on CartPole: ``sb3-reinforce-zoo train -optimize`` with ``extra`` options."""
+    command = (
+        f"train --algo reinforce --env CartPole-v1 -n {timesteps} -optimize --n-jobs 1 --sampler random --pruner none "
+        f"--n-evaluations 1 --eval-episodes 2 --storage {storage} --study-name {study} -f logs --num-threads 1 "
+        f"--seed {seed} --no-optim-plots"
+    )
+    args = [*prefix, sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command), *extra]
+    log = open(cwd / f"worker-{seed}.log", "w")  # the worker holds its own copy
+    process = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True)
+    log.close()
+    return process
+
+
+def finish(worker: subprocess.Popen, cwd: Path, seed: int, timeout: float = 300) -> None:
+    """Wait for a worker and check it succeeded (with its log when it did not)."""
+    worker.wait(timeout=timeout)
+    assert worker.returncode == 0, (cwd / f"worker-{seed}.log").read_text()[-3000:]
+
+
+def trials(url: str, study: str, states: tuple[TrialState, ...] | None = None) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False, states=states)
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    missing = postgres_missing()
+    need(missing is None, str(missing))
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def shared_study(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """Two workers started together on one new PostgreSQL study, 2 trials each: ``(url, study name)``."""
+    cwd = tmp_path_factory.mktemp("shared")
+    url = postgres.url()
+    workers = [search_worker(cwd, url, "shared", seed, "--n-trials", "2") for seed in (1, 2)]
+    for seed, worker in zip((1, 2), workers, strict=True):
+        finish(worker, cwd, seed)
+    return url, "shared"
+
+
+def test_two_workers_share_one_postgresql_study(shared_study: tuple[str, str]) -> None:
+    url, study = shared_study
+    complete = trials(url, study, (TrialState.COMPLETE,))
+    assert len(complete) == 4 == len(trials(url, study))  # 2 asked of each worker, nothing else
+    by_worker: dict[str, int] = {}
+    for trial in complete:
+        by_worker[trial.user_attrs["worker"]] = by_worker.get(trial.user_attrs["worker"], 0) + 1
+    assert sorted(by_worker.values()) == [2, 2], by_worker  # both contributed
+    assert {"baseline", "learning_rate", "n_steps", "one_minus_gamma"} <= set(complete[0].params)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_killed_worker_s_trial_is_failed_and_rerun(postgres: Postgres, tmp_path: Path) -> None:
+    """
+    Two workers share a study of 6 trials (``--max-total-trials``), heartbeat every second, grace period 3 s. One is
+    SIGKILLed in the middle of a trial: its trial must become FAIL (not stay RUNNING), the survivor must run the same
+    parameters again, and the study must end with 6 complete trials.
+    """
+    url, study, total, grace = postgres.url(), "killed", 6, 3
+    optuna.create_study(study_name=study, storage=url, direction="maximize")
+    heartbeat = ("--heartbeat-interval", "1", "--grace-period", str(grace), "--max-total-trials", str(total))
+    survivor = search_worker(tmp_path, url, study, 1, *heartbeat, timesteps=3000)
+    victim = search_worker(tmp_path, url, study, 2, *heartbeat, timesteps=3000)
+
+    deadline = time.monotonic() + 180
+    killed = None
+    while killed is None:
+        assert time.monotonic() < deadline, (tmp_path / "worker-2.log").read_text()[-3000:]
+        assert victim.poll() is None, "the worker to kill ended before it ran a trial"
+        for trial in trials(url, study, (TrialState.RUNNING,)):
+            if trial.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
+                time.sleep(0.5)  # well inside the trial (a few seconds)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait(timeout=30)
+                killed, killed_at = trial, time.monotonic()
+                break
+        time.sleep(0.1)
+
+    # The survivor fails the dead trial once it has been silent for the grace period (when it starts its next trial,
+    # or while it waits for the other workers' trials at the end): within the grace period plus one of its trials.
+    state = TrialState.RUNNING
+    while state == TrialState.RUNNING:
+        state = optuna.load_study(study_name=study, storage=url).trials[killed.number].state
+        assert time.monotonic() - killed_at < grace + 60, "the dead worker's trial is still RUNNING"
+        time.sleep(0.2)
+    assert state == TrialState.FAIL
+
+    finish(survivor, tmp_path, 1)
+    all_trials = trials(url, study)
+    assert [t for t in all_trials if t.state == TrialState.RUNNING] == []
+    complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == total, [(t.number, t.state) for t in all_trials]
+    retried_from = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    retries = [t for t in complete if retried_from(t) == killed.number]
+    assert len(retries) == 1
+    assert retries[0].params == killed.params
+    assert retries[0].user_attrs["worker"].endswith(f":{survivor.pid}")
+
+
+def test_a_worker_in_another_network_namespace(tmp_path: Path) -> None:
+    """A second "host": a worker in its own network namespace reaches PostgreSQL over a veth pair, not loopback."""
+    missing = postgres_missing()
+    need(missing is None, str(missing))
+    try:
+        namespace_context = network_namespace()
+        namespace: Namespace = namespace_context.__enter__()
+    except OSError as error:
+        pytest.skip(f"no network namespace: {error}")  # allowed in CI too: namespaces need root and CAP_NET_ADMIN
+    try:
+        with postgres_cluster(hosts=("127.0.0.1", namespace.host_ip), trusted_subnets=(namespace.subnet,)) as cluster:
+            # Inside the namespace, the server is not on loopback: only the veth address reaches it.
+            probe = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)"
+            for host, reachable in (("127.0.0.1", False), (namespace.host_ip, True)):
+                result = subprocess.run(namespace.command([sys.executable, "-c", probe, host, str(cluster.port)]),
+                                        capture_output=True, timeout=30)  # fmt: skip
+                assert (result.returncode == 0) == reachable, (host, result.stderr)
+
+            local = search_worker(tmp_path, cluster.url(), "hosts", 1, "--n-trials", "2")
+            remote = search_worker(tmp_path, cluster.url(namespace.host_ip), "hosts", 2, "--n-trials", "2",
+                                   prefix=tuple(namespace.command([])))  # fmt: skip
+            finish(local, tmp_path, 1)
+            finish(remote, tmp_path, 2)
+            complete = trials(cluster.url(), "hosts", (TrialState.COMPLETE,))
+            assert len(complete) == 4
+            workers = {trial.user_attrs["worker"].rsplit(":", 1)[1] for trial in complete}
+            assert len(workers) == 2  # both processes, one of them over the veth pair
+    finally:
+        namespace_context.__exit__(None, None, None)
+
+
+def test_best_trial_becomes_a_yml_entry_that_trains(shared_study: tuple[str, str], tmp_path: Path) -> None:
+    url, study_name = shared_study
+    conf = tmp_path / "reinforce.yml"
+    original = (REPO / "zoo_configs" / "reinforce.yml").read_text()
+    conf.write_text(original)
+    command = ["best", "--storage", url, "--study-name", study_name, "-conf", str(conf), "-o", str(conf)]
+    result = subprocess.run([sys.executable, "-m", "sb3_reinforce.zoo", *command], env=ENV, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CartPole-v1:" in result.stdout  # the env came from the command recorded in the study
+
+    study = optuna.load_study(study_name=study_name, storage=url)
+    written = yaml.safe_load(conf.read_text())
+    entry = written["CartPole-v1"]
+    assert (entry["n_envs"], entry["n_timesteps"], entry["policy"]) == (8, 1e5, "MlpPolicy")  # kept from the base entry
+    assert entry["learning_rate"] == study.best_trial.params["learning_rate"]
+    assert entry["gamma"] == 1 - study.best_trial.params["one_minus_gamma"]
+    assert written["Acrobot-v1"] == yaml.safe_load(original)["Acrobot-v1"]  # the other entries are untouched
+    assert conf.read_text().startswith(original.split("CartPole-v1:")[0])  # and so are the comments
+    assert f"trial {study.best_trial.number} of study 'shared'" in conf.read_text()
+
+    # The entry trains: the zoo reads it and the model has the best trial's settings.
+    train = [sys.executable, "-m", "sb3_reinforce.zoo", "train", "--algo", "reinforce", "--env", "CartPole-v1", "-conf",
+             str(conf), "-n", "512", "-f", "logs", "--eval-freq", "-1", "--num-threads", "1"]  # fmt: skip
+    subprocess.run(train, cwd=tmp_path, env=ENV, check=True, capture_output=True, timeout=300)
+    model = REINFORCE.load(tmp_path / "logs" / "reinforce" / "CartPole-v1_1" / "CartPole-v1.zip")
+    params = study.best_trial.params
+    assert (model.n_steps, model.baseline) == (params["n_steps"], params["baseline"])
+    assert model.lr_schedule(1.0) == params["learning_rate"]
+    assert model.policy.net_arch == NET_ARCHS[params["net_arch"]]
+    assert model.policy.activation_fn is ACTIVATIONS[params["activation_fn"]]
+
+
+# --- No server needed -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_the_wait_at_the_end_reruns_a_dead_worker_s_trial(tmp_path: Path) -> None:
+    """
+    ``MaxTrialsSurvivingDeadWorkers`` on an SQLite storage with a heartbeat: a trial left RUNNING by a "dead" worker
+    (one heartbeat, then silence) is failed and rerun, so the study reaches its total of complete trials. rl_zoo3's
+    own ``MaxTrialsCallback`` counts the dead trial as done and stops one short.
+    """
+
+    def study_with_a_dead_trial(name: str) -> tuple[optuna.Study, optuna.Trial]:
+        storage = rdb_storage(f"sqlite:///{tmp_path / 'study.db'}", Heartbeat(interval=1, grace_period=2))
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        storage.record_heartbeat(dead._trial_id)
+        return study, dead
+
+    def objective(trial: optuna.Trial) -> float:
+        return trial.suggest_float("x", 0, 1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study, dead = study_with_a_dead_trial("plain")
+        study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(3, states=COUNTED)])
+        assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.COMPLETE, TrialState.COMPLETE]
+
+        study, dead = study_with_a_dead_trial("surviving")
+        study.optimize(objective, callbacks=[MaxTrialsSurvivingDeadWorkers(3, states=COUNTED, poll_interval=0.2)])
+    states = [t.state for t in study.trials]
+    assert states[0] == TrialState.FAIL and states.count(TrialState.COMPLETE) == 3, states
+    assert study.trials[-1].params == {"x": dead.params["x"]}  # the dead trial's parameters, run again
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("--heartbeat-interval 5", "apply to a search"),
+        ("-optimize --storage study.log --heartbeat-interval 5", "JournalFile storage study.log has no heartbeat"),
+        ("-optimize --storage sqlite:///s.db --heartbeat-interval 5 --grace-period 5", "longer than the heartbeat interval"),
+        ("-optimize --storage sqlite:///s.db --heartbeat-interval -1", "positive number of seconds"),
+        ("-optimize --storage sqlite:///s.db --heartbeat-interval 0 --grace-period 9", "--grace-period needs a heartbeat"),
+    ],
+)
+def test_heartbeat_options_are_checked(options: str, message: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "sb3_reinforce.zoo", "train", "--algo", "reinforce", "--env", "CartPole-v1"]
+    result = subprocess.run([*command, *shlex.split(options)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+
+
+def test_replace_entry_keeps_everything_else() -> None:
+    text = "# header\n\nA-v1:\n  n_envs: 1\n  # about A\n  lr: 1\n\n# about B\nB-v1:\n  n_envs: 2\n"
+    block = "A-v1:\n  n_envs: 4\n"
+    assert best.replace_entry(text, "A-v1", block) == "# header\n\nA-v1:\n  n_envs: 4\n\n# about B\nB-v1:\n  n_envs: 2\n"
+    assert best.replace_entry(text, "B-v1", "B-v1: {n_envs: 3}\n").endswith("# about B\nB-v1: {n_envs: 3}\n")
+    assert best.replace_entry(text, "C-v1", "C-v1:\n  n_envs: 5\n") == text + "\nC-v1:\n  n_envs: 5\n"
+    assert best.policy_kwargs_text({"net_arch": [64], "activation_fn": __import__("torch").nn.Tanh}) == (
+        "dict(net_arch=[64], activation_fn=nn.Tanh)"
+    )
+
+
+# --- Dask -----------------------------------------------------------------------------------------------------------
+
+RUN = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke", "--suite", "main"]
+
+
+def results_of(folder: Path) -> dict[str, dict[str, Any]]:
+    """The result files under ``folder``, by path relative to it."""
+    paths = sorted(folder.glob("main/*/*/seed*.json"))
+    return {path.relative_to(folder).as_posix(): json.loads(path.read_text()) for path in paths}
+
+
+def scores(result: dict[str, Any]) -> tuple[Any, ...]:
+    """What must not depend on where a run ran: the evaluations and the hyper-parameters."""
+    return result["timesteps"], result["eval_returns"], result["hyperparams"], result["spec"]
+
+
+@pytest.fixture(scope="module")
+def local_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The smoke benchmark's main suite (3 algorithms, 2 seeds) on the local process pool."""
+    need(dask_missing() is None, str(dask_missing()))
+    folder = tmp_path_factory.mktemp("local")
+    subprocess.run([*RUN, "--results", str(folder), "--jobs", "2"], env=ENV, check=True, capture_output=True, timeout=600)
+    return results_of(folder)
+
+
+def test_dask_cluster_gives_the_local_results(local_results: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    with dask_cluster(2, tmp_path) as cluster:
+        output = subprocess.run([*RUN, "--results", str(tmp_path / "dask"), "--scheduler", cluster.address], env=ENV,
+                                capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert output.returncode == 0, output.stdout[-3000:] + output.stderr[-3000:]
+    assert "6 trainings done (6 runs of the plan), 0 failed" in output.stdout
+    on_dask = results_of(tmp_path / "dask")
+    assert len(on_dask) == 6 and on_dask.keys() == local_results.keys()
+    for path, result in on_dask.items():
+        assert scores(result) == scores(local_results[path]), path  # same seeds, same scores, wherever it ran
+    assert len({result["worker"] for result in on_dask.values()}) == 2  # both workers took runs
+
+    again = subprocess.run([*RUN, "--results", str(tmp_path / "dask"), "--scheduler", "tcp://127.0.0.1:9"], env=ENV,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "6 already done, 0 to run" in again.stdout  # resume: nothing to do, no cluster needed
+
+
+def trainings_in_process_group(pgid: int) -> list[int]:
+    """Pids of the zoo trainings running in process group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and b"sb3_reinforce.zoo" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_dask_worker_killed_mid_run(local_results: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """
+    Kill one of two workers (with the training it runs) once it has finished a run and started another: every run
+    still ends exactly once, what the dead worker had finished is kept, and the scores are the local ones.
+    """
+    results = tmp_path / "dask"
+    with dask_cluster(2, tmp_path) as cluster:
+        runner = subprocess.Popen([*RUN, "--results", str(results), "--scheduler", cluster.address], env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        victim = cluster.workers[1].pid
+        deadline = time.monotonic() + 300
+        while True:
+            assert runner.poll() is None and time.monotonic() < deadline, "the runner ended before the kill"
+            finished_there = [r for r in results_of(results).values() if r["worker"].endswith(f":{victim}")]
+            if finished_there and trainings_in_process_group(victim):
+                break
+            time.sleep(0.2)
+        cluster.kill_worker(1)
+        output, _ = runner.communicate(timeout=600)
+    assert runner.returncode == 0, output[-3000:]
+    assert "6 trainings done (6 runs of the plan), 0 failed" in output, output[-3000:]
+    done_lines = [line for line in output.splitlines() if line.startswith("done ")]
+    assert len(done_lines) == 6 == len(set(done_lines))  # each run reported (and written) once
+    on_dask = results_of(results)
+    assert on_dask.keys() == local_results.keys()
+    assert {r["worker"] for r in on_dask.values() if r["worker"].endswith(f":{victim}")}  # its finished runs are kept
+    for path, result in on_dask.items():
+        assert scores(result) == scores(local_results[path]), path
+    assert not trainings_in_process_group(victim)  # the killed worker's training died with it
