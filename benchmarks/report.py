@@ -333,6 +333,7 @@ class Report:
         csv_path = self.write_csv()
         self.add("## Reproduce", "",
                  "Each command resumes: runs whose result file exists with the same settings are not redone. "
+                 "Add `--scheduler tcp://HOST:8786` to run on a Dask cluster instead of the local cores (same result files). "
                  f"Then `{command}` regenerates this page, its figures and `{display_path(csv_path)}` (one row per run).",
                  "", *self.commands, "")  # fmt: skip
         return "\n".join(self.lines)

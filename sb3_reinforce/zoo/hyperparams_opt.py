@@ -46,7 +46,7 @@ def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
     :param additional_args: rl_zoo3's extra arguments (unused).
     :return: Hyper-parameters for ``REINFORCE(...)``.
     """
-    one_minus_gamma = trial.suggest_float("one_minus_gamma", 1e-4, 0.05, log=True)
+    one_minus_gamma = trial.suggest_float("one_minus_gamma", 1e-4, 0.1, log=True)
     sampled: dict[str, Any] = {
         "one_minus_gamma": one_minus_gamma,
         "learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-2, log=True),
