@@ -199,7 +199,7 @@ def test_best_trial_becomes_a_yml_entry_that_trains(shared_study: tuple[str, str
     study = optuna.load_study(study_name=study_name, storage=url)
     written = yaml.safe_load(conf.read_text())
     entry = written["CartPole-v1"]
-    assert (entry["n_envs"], entry["n_timesteps"], entry["policy"]) == (8, 1e5, "MlpPolicy")  # kept from the base entry
+    assert (entry["n_envs"], entry["n_timesteps"], entry["policy"]) == (8, 100_000, "MlpPolicy")  # kept from the base entry
     assert entry["learning_rate"] == study.best_trial.params["learning_rate"]
     assert entry["gamma"] == 1 - study.best_trial.params["one_minus_gamma"]
     assert written["Acrobot-v1"] == yaml.safe_load(original)["Acrobot-v1"]  # the other entries are untouched
@@ -275,9 +275,8 @@ def test_replace_entry_keeps_everything_else() -> None:
     assert best.replace_entry(text, "A-v1", block) == "# header\n\nA-v1:\n  n_envs: 4\n\n# about B\nB-v1:\n  n_envs: 2\n"
     assert best.replace_entry(text, "B-v1", "B-v1: {n_envs: 3}\n").endswith("# about B\nB-v1: {n_envs: 3}\n")
     assert best.replace_entry(text, "C-v1", "C-v1:\n  n_envs: 5\n") == text + "\nC-v1:\n  n_envs: 5\n"
-    assert best.policy_kwargs_text({"net_arch": [64], "activation_fn": __import__("torch").nn.Tanh}) == (
-        "dict(net_arch=[64], activation_fn=nn.Tanh)"
-    )
+    policy_kwargs = {"net_arch": {"pi": [64], "vf": [64]}, "activation_fn": __import__("torch").nn.Tanh, "ortho_init": False}
+    assert best.python_text(policy_kwargs) == "dict(net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh, ortho_init=False)"
 
 
 # --- Dask -----------------------------------------------------------------------------------------------------------

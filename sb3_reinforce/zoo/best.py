@@ -22,15 +22,18 @@ from sb3_reinforce.zoo.storage import display_url, open_storage
 FIRST_KEYS = ("n_envs", "n_timesteps", "policy")
 
 
-def policy_kwargs_text(policy_kwargs: dict[str, Any]) -> str:
-    """``policy_kwargs`` as the text the zoo evaluates (``nn`` in scope): ``dict(net_arch=..., activation_fn=nn.Tanh)``."""
-    items = []
-    for key, value in policy_kwargs.items():
-        if isinstance(value, type) and issubclass(value, nn.Module):
-            items.append(f"{key}=nn.{value.__name__}")
-        else:
-            items.append(f"{key}={value!r}")
-    return f"dict({', '.join(items)})"
+def python_text(value: Any) -> str:
+    """``value`` as Python text the zoo can evaluate (``nn`` in scope): dicts as ``dict(...)``, modules as ``nn.Name``."""
+    if isinstance(value, dict) and all(isinstance(key, str) and key.isidentifier() for key in value):
+        return f"dict({', '.join(f'{key}={python_text(item)}' for key, item in value.items())})"
+    if isinstance(value, type) and issubclass(value, nn.Module):
+        name = value.__name__
+        if getattr(nn, name, None) is value:
+            return f"nn.{name}"
+    text = repr(value)
+    if isinstance(value, type) or text.startswith("<"):
+        raise ValueError(f"cannot write {value!r} as text the zoo can read back")
+    return text
 
 
 def env_of_study(study: optuna.Study) -> str | None:
@@ -66,10 +69,12 @@ def best_entry(study: optuna.Study, base: dict[str, Any], n_timesteps: int | Non
         raise ValueError(
             f"study {study.study_name!r} is not a REINFORCE search: its trials have the parameters {sorted(trial.params)}"
         ) from error
-    tuned["policy_kwargs"] = policy_kwargs_text(tuned["policy_kwargs"])
+    tuned["policy_kwargs"] = python_text(tuned["policy_kwargs"])
     entry = {**base, **tuned}
     if n_timesteps is not None:
         entry["n_timesteps"] = n_timesteps
+    if isinstance(entry.get("n_timesteps"), float) and entry["n_timesteps"].is_integer():
+        entry["n_timesteps"] = int(entry["n_timesteps"])  # 1000000, not 1000000.0
     for key in FIRST_KEYS:
         if key not in entry:
             raise ValueError(f"the base entry has no {key!r}: give -conf with the entry the search used")
