@@ -304,7 +304,8 @@ def make_executor(scheduler: str | None, kind: str, jobs: int) -> Iterator[concu
     """
     Where the runs go: a local pool of ``jobs`` processes (or threads), or, with ``scheduler``, the Dask cluster
     behind that address (``distributed.Client(scheduler).get_executor()``, after sending it ``common.py``).
-    Unfinished runs are cancelled when the block is left early (an interrupt).
+    Unfinished runs are cancelled when the block is left early (an interrupt); a run already going on a Dask worker
+    cannot be stopped from here and ends there (its result is not written).
     """
     if scheduler is None:
         pool_class = concurrent.futures.ProcessPoolExecutor if kind == "process" else concurrent.futures.ThreadPoolExecutor
@@ -323,7 +324,13 @@ def make_executor(scheduler: str | None, kind: str, jobs: int) -> Iterator[concu
     with Client(scheduler, timeout=60) as client:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         print(f"Dask cluster {scheduler}: {len(workers)} workers, {sum(w['nthreads'] for w in workers.values())} threads")
-        client.upload_file(str(Path(__file__).with_name("common.py")))
+        from distributed.diagnostics.plugin import SchedulerUploadFile, UploadFile
+
+        # The scheduler (which unpickles the tasks) and every worker, also one that joins later, import common.py from
+        # here: what client.upload_file does, under one fixed name, so that runners do not pile up registrations.
+        common = str(Path(__file__).with_name("common.py"))
+        client.register_plugin(SchedulerUploadFile(common), name="sb3-reinforce-benchmarks-common")
+        client.register_plugin(UploadFile(common), name="sb3-reinforce-benchmarks-common")
         executor = client.get_executor()
         try:
             yield executor
@@ -387,12 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not todo:
         return 0
 
-    with make_executor(args.scheduler, args.executor, max(1, min(args.jobs, trainings))) as executor:
-        try:
+    try:
+        with make_executor(args.scheduler, args.executor, max(1, min(args.jobs, trainings))) as executor:
             failures = execute(todo, executor, results)
-        except KeyboardInterrupt:
-            print("interrupted: finished runs are saved; run the same command again to resume")
-            return 130
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are saved; run the same command again to resume")
+        return 130
     print(f"{trainings - len(failures)} trainings done ({len(todo)} runs of the plan), {len(failures)} failed")
     for failure in failures:
         print(f"FAILED {failure.splitlines()[0]}")

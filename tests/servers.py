@@ -128,8 +128,8 @@ def postgres_cluster(hosts: tuple[str, ...] = ("127.0.0.1",), trusted_subnets: t
             with open(data_dir / "pg_hba.conf", "a") as hba:
                 hba.writelines(f"host all all {subnet} trust\n" for subnet in trusted_subnets)
         options = f"-p {port} -k {root} -c listen_addresses={','.join(hosts)}"
+        started = True  # from here on, stop it whatever happens (stopping a server that is not running is harmless)
         subprocess.run(_as_postgres_user([*pg_ctl, "-l", str(log), "-w", "-o", options, "start"]), **run)
-        started = True
         subprocess.run(_as_postgres_user([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "optuna"]), **run)
         yield Postgres(port=port, data_dir=data_dir, hosts=hosts)
     except subprocess.CalledProcessError as error:
@@ -137,7 +137,8 @@ def postgres_cluster(hosts: tuple[str, ...] = ("127.0.0.1",), trusted_subnets: t
         raise RuntimeError(f"{error.cmd} failed: {error.stderr}\n{server_log}") from error
     finally:
         if started:
-            subprocess.run(_as_postgres_user([*pg_ctl, "-m", "immediate", "stop"]), capture_output=True, timeout=60)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(_as_postgres_user([*pg_ctl, "-m", "immediate", "stop"]), capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -218,9 +219,9 @@ class DaskCluster:
     workers: list[subprocess.Popen] = field(default_factory=list)
 
     def kill_worker(self, index: int) -> None:
-        """SIGKILL worker ``index`` and everything it started, as if its machine were lost."""
+        """SIGKILL the process of worker ``index`` (only it: what it started must die with it by itself)."""
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.workers[index].pid, signal.SIGKILL)
+            os.kill(self.workers[index].pid, signal.SIGKILL)
         self.workers[index].wait(timeout=30)
 
 
@@ -231,16 +232,17 @@ def _dask(*args: str, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop ``process`` (SIGTERM, then SIGKILL) and whatever is left in its process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=20)
 
 
 @contextlib.contextmanager
@@ -262,4 +264,4 @@ def dask_cluster(n_workers: int, log_dir: Path) -> Iterator[DaskCluster]:
         yield cluster
     finally:
         for process in [*cluster.workers, cluster.scheduler]:
-            _stop(process)
+            stop_process_group(process)

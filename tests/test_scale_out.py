@@ -32,6 +32,7 @@ from tests.servers import (
     network_namespace,
     postgres_cluster,
     postgres_missing,
+    stop_process_group,
 )
 
 rl_zoo3 = pytest.importorskip("rl_zoo3", reason="the zoo extra is not installed: pip install -e '.[test,zoo]'")
@@ -41,7 +42,7 @@ from optuna.trial import TrialState  # noqa: E402
 from sb3_reinforce import REINFORCE  # noqa: E402
 from sb3_reinforce.zoo import best  # noqa: E402
 from sb3_reinforce.zoo.hyperparams_opt import ACTIVATIONS, NET_ARCHS  # noqa: E402
-from sb3_reinforce.zoo.storage import Heartbeat, MaxTrialsSurvivingDeadWorkers, rdb_storage  # noqa: E402
+from sb3_reinforce.zoo.storage import Heartbeat, MaxTrialsSurvivingDeadWorkers, rdb_patches, rdb_storage  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
@@ -58,9 +59,22 @@ def search_worker(cwd: Path, storage: str, study: str, seed: int, *extra: str, t
     )
     args = [*prefix, sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command), *extra]
     log = open(cwd / f"worker-{seed}.log", "w")  # the worker holds its own copy
-    process = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # fmt: skip
     log.close()
+    STARTED.append(process)
     return process
+
+
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Whatever a test started (and did not see to the end, because it failed) is stopped after it."""
+    yield
+    while STARTED:
+        stop_process_group(STARTED.pop())
 
 
 def finish(worker: subprocess.Popen, cwd: Path, seed: int, timeout: float = 300) -> None:
@@ -90,8 +104,12 @@ def shared_study(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -
     cwd = tmp_path_factory.mktemp("shared")
     url = postgres.url()
     workers = [search_worker(cwd, url, "shared", seed, "--n-trials", "2") for seed in (1, 2)]
-    for seed, worker in zip((1, 2), workers, strict=True):
-        finish(worker, cwd, seed)
+    try:
+        for seed, worker in zip((1, 2), workers, strict=True):
+            finish(worker, cwd, seed)
+    finally:
+        for worker in workers:
+            stop_process_group(worker)
     return url, "shared"
 
 
@@ -110,8 +128,9 @@ def test_two_workers_share_one_postgresql_study(shared_study: tuple[str, str]) -
 def test_a_killed_worker_s_trial_is_failed_and_rerun(postgres: Postgres, tmp_path: Path) -> None:
     """
     Two workers share a study of 6 trials (``--max-total-trials``), heartbeat every second, grace period 3 s. One is
-    SIGKILLed in the middle of a trial: its trial must become FAIL (not stay RUNNING), the survivor must run the same
-    parameters again, and the study must end with 6 complete trials.
+    SIGKILLed in the middle of a trial near the end of the study (5 or 6 trials done or running): its trial must
+    become FAIL (not stay RUNNING), the survivor must run the same parameters again, and the study must end with 6
+    complete trials. (rl_zoo3's own callback would count the dead trial as done and stop the survivor one short.)
     """
     url, study, total, grace = postgres.url(), "killed", 6, 3
     optuna.create_study(study_name=study, storage=url, direction="maximize")
@@ -119,18 +138,25 @@ def test_a_killed_worker_s_trial_is_failed_and_rerun(postgres: Postgres, tmp_pat
     survivor = search_worker(tmp_path, url, study, 1, *heartbeat, timesteps=3000)
     victim = search_worker(tmp_path, url, study, 2, *heartbeat, timesteps=3000)
 
-    deadline = time.monotonic() + 180
+    def victim_s_trial() -> optuna.trial.FrozenTrial | None:
+        running = trials(url, study, (TrialState.RUNNING,))
+        return next((t for t in running if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")), None)
+
+    deadline = time.monotonic() + 240
     killed = None
     while killed is None:
         assert time.monotonic() < deadline, (tmp_path / "worker-2.log").read_text()[-3000:]
-        assert victim.poll() is None, "the worker to kill ended before it ran a trial"
-        for trial in trials(url, study, (TrialState.RUNNING,)):
-            if trial.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
-                time.sleep(0.5)  # well inside the trial (a few seconds)
+        assert victim.poll() is None, "the worker to kill ended before the end of the study"
+        trial = victim_s_trial()
+        if trial is not None and len(trials(url, study, COUNTED)) >= total - 1:
+            victim.send_signal(signal.SIGSTOP)  # frozen: its trial cannot end between this look and the kill
+            frozen = victim_s_trial()
+            if frozen is not None:
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(timeout=30)
-                killed, killed_at = trial, time.monotonic()
-                break
+                killed, killed_at = frozen, time.monotonic()
+            else:
+                victim.send_signal(signal.SIGCONT)
         time.sleep(0.1)
 
     # The survivor fails the dead trial once it has been silent for the grace period (when it starts its next trial,
@@ -141,6 +167,7 @@ def test_a_killed_worker_s_trial_is_failed_and_rerun(postgres: Postgres, tmp_pat
         assert time.monotonic() - killed_at < grace + 60, "the dead worker's trial is still RUNNING"
         time.sleep(0.2)
     assert state == TrialState.FAIL
+    print(f"the killed worker's trial {killed.number} was FAIL {time.monotonic() - killed_at:.1f} s after the kill")
 
     finish(survivor, tmp_path, 1)
     all_trials = trials(url, study)
@@ -230,7 +257,7 @@ def test_the_wait_at_the_end_reruns_a_dead_worker_s_trial(tmp_path: Path) -> Non
     """
 
     def study_with_a_dead_trial(name: str) -> tuple[optuna.Study, optuna.Trial]:
-        storage = rdb_storage(f"sqlite:///{tmp_path / 'study.db'}", Heartbeat(interval=1, grace_period=2))
+        storage = rdb_storage(f"sqlite:///{tmp_path / 'study.db'}", Heartbeat(interval=1, grace_period=5))
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
         storage.record_heartbeat(dead._trial_id)
@@ -252,10 +279,27 @@ def test_the_wait_at_the_end_reruns_a_dead_worker_s_trial(tmp_path: Path) -> Non
     assert study.trials[-1].params == {"x": dead.params["x"]}  # the dead trial's parameters, run again
 
 
+def test_the_patches_give_rl_zoo3_the_heartbeat_and_the_waiting_callback(tmp_path: Path) -> None:
+    """What rl_zoo3's search gets inside ``rdb_patches``: a heartbeat storage for an RDB URL and the waiting callback;
+    for a JournalFile, its own storage and ``MaxTrialsCallback`` (no heartbeat there: waiting would be pointless)."""
+    from rl_zoo3 import exp_manager
+
+    with rdb_patches(Heartbeat(interval=1, grace_period=3)):
+        study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+        assert study._storage.get_heartbeat_interval() == 1
+        assert type(exp_manager.MaxTrialsCallback(6, states=COUNTED)) is MaxTrialsSurvivingDeadWorkers
+    with rdb_patches(Heartbeat(interval=1, grace_period=3)):
+        journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.log")))
+        optuna.create_study(study_name="j", storage=journal)
+        assert type(exp_manager.MaxTrialsCallback(6, states=COUNTED)) is optuna.study.MaxTrialsCallback
+    assert exp_manager.MaxTrialsCallback is optuna.study.MaxTrialsCallback  # restored
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ("--heartbeat-interval 5", "apply to a search"),
+        ("--optimize --stor study.log --heartbeat-interval 5", "JournalFile storage study.log has no heartbeat"),
         ("-optimize --storage study.log --heartbeat-interval 5", "JournalFile storage study.log has no heartbeat"),
         ("-optimize --storage sqlite:///s.db --heartbeat-interval 5 --grace-period 5", "longer than the heartbeat interval"),
         ("-optimize --storage sqlite:///s.db --heartbeat-interval -1", "positive number of seconds"),
@@ -352,7 +396,11 @@ def test_dask_worker_killed_mid_run(local_results: dict[str, dict[str, Any]], tm
             if finished_there and trainings_in_process_group(victim):
                 break
             time.sleep(0.2)
-        cluster.kill_worker(1)
+        cluster.kill_worker(1)  # the worker process only: its training must die with it (PR_SET_PDEATHSIG)
+        deadline = time.monotonic() + 20
+        while trainings_in_process_group(victim):
+            assert time.monotonic() < deadline, "the killed worker's training outlived it"
+            time.sleep(0.2)
         output, _ = runner.communicate(timeout=600)
     assert runner.returncode == 0, output[-3000:]
     assert "6 trainings done (6 runs of the plan), 0 failed" in output, output[-3000:]
@@ -363,4 +411,3 @@ def test_dask_worker_killed_mid_run(local_results: dict[str, dict[str, Any]], tm
     assert {r["worker"] for r in on_dask.values() if r["worker"].endswith(f":{victim}")}  # its finished runs are kept
     for path, result in on_dask.items():
         assert scores(result) == scores(local_results[path]), path
-    assert not trainings_in_process_group(victim)  # the killed worker's training died with it

@@ -92,29 +92,39 @@ def _prepare_train(args: list[str]) -> list[str]:
     return args
 
 
+def _abbreviated(arg: str, option: str, shortest: str) -> bool:
+    """Whether ``arg`` (``--name`` or ``--name=value``) is ``option`` as argparse reads it: the whole name, or an
+    unambiguous prefix of it (rl_zoo3's parser accepts abbreviations), at least as long as ``shortest``."""
+    name = arg.split("=", 1)[0]
+    return len(name) >= len(shortest) and option.startswith(name)
+
+
 def _heartbeat_options(args: list[str]) -> tuple[list[str], AbstractContextManager[None]]:
     """
     Take ``--heartbeat-interval`` / ``--grace-period`` out of ``train``'s arguments (rl_zoo3 does not know them) and
-    return the rest with what to run the training in: :func:`~sb3_reinforce.zoo.storage.rdb_patches` for a search on
-    an RDB storage (heartbeat on by default), nothing otherwise.
+    return the rest with what to run the training in: :func:`~sb3_reinforce.zoo.storage.rdb_patches`, which gives
+    every search on an RDB storage a heartbeat (by default; ``--heartbeat-interval 0``: none) and does nothing to a
+    training that is not a search. The options are checked against the command line: given without a search, or
+    with a JournalFile storage, they are an error.
     """
     import argparse
+
+    from sb3_reinforce.zoo import storage as storages
 
     parser = argparse.ArgumentParser(prog="sb3-reinforce-zoo train", allow_abbrev=False, add_help=False)
     parser.add_argument("--heartbeat-interval", type=int)
     parser.add_argument("--grace-period", type=int)
     options, rest = parser.parse_known_args(args)
     given = options.heartbeat_interval is not None or options.grace_period is not None
-    optimize = "-optimize" in rest or "--optimize-hyperparameters" in rest
-    storage = _option(rest, "--storage")
-    if not optimize or storage is None:
-        if given:
-            raise SystemExit("--heartbeat-interval / --grace-period apply to a search: train -optimize --storage URL")
-        return rest, nullcontext()
-
-    from sb3_reinforce.zoo import storage as storages
-
-    if storages.is_journal(storage):
+    # rl_zoo3 also has --optimization-log-path and --study-name: --optimize and --sto are the shortest unambiguous.
+    optimize = any(arg == "-optimize" or _abbreviated(arg, "--optimize-hyperparameters", "--optimize") for arg in rest)
+    storage = None
+    for i, arg in enumerate(rest):
+        if _abbreviated(arg, "--storage", "--sto"):
+            storage = arg.split("=", 1)[1] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else None)
+    if given and (not optimize or storage is None):
+        raise SystemExit("--heartbeat-interval / --grace-period apply to a search: train -optimize --storage URL")
+    if optimize and storage is not None and storages.is_journal(storage):
         if given:
             raise SystemExit(
                 f"--heartbeat-interval / --grace-period need an RDB storage (postgresql://..., sqlite:///...): "
@@ -125,7 +135,6 @@ def _heartbeat_options(args: list[str]) -> tuple[list[str], AbstractContextManag
             "use an RDB storage (PostgreSQL) for a search that survives dead workers",
             file=sys.stderr,
         )
-        return rest, nullcontext()
     if options.heartbeat_interval == 0:
         if options.grace_period is not None:
             raise SystemExit("--grace-period needs a heartbeat: --heartbeat-interval > 0")

@@ -10,6 +10,7 @@ and with ``--output FILE`` written into FILE: the env's entry replaced (other en
 import argparse
 import re
 import shlex
+import sys
 from typing import Any
 
 import optuna
@@ -81,6 +82,18 @@ def best_entry(study: optuna.Study, base: dict[str, Any], n_timesteps: int | Non
     return {**{key: entry[key] for key in FIRST_KEYS}, **{key: entry[key] for key in sorted(entry) if key not in FIRST_KEYS}}
 
 
+def base_mismatches(study: optuna.Study, base: dict[str, Any], tuned_keys: set[str]) -> list[str]:
+    """
+    Where ``base`` differs from the hyper-parameters the search ran with, as rl_zoo3 recorded them (one ``str(value)``
+    user attribute per constructor argument of the yml entry and ``--hyperparams``, not the searched ones).
+    """
+    return [
+        f"{key}: the search used {recorded}, the base entry has {base.get(key)!r}"
+        for key, recorded in sorted(study.user_attrs.items())
+        if key != "command" and key not in tuned_keys and str(base.get(key)) != recorded
+    ]
+
+
 def entry_text(env: str, entry: dict[str, Any], comment: str) -> str:
     """``entry`` as a block of the zoo's yml, with ``comment`` as its first (indented) line."""
     body = yaml.safe_dump(entry, sort_keys=False, default_flow_style=False, width=1000)
@@ -144,6 +157,9 @@ def main(argv: list[str], default_conf: str) -> None:
         entry = best_entry(study, base, args.n_timesteps)
     except ValueError as error:
         raise SystemExit(str(error)) from error
+    tuned_keys = set(convert_reinforce_params(study.best_trial.params))
+    for mismatch in base_mismatches(study, base, tuned_keys):
+        print(f"warning: {mismatch} (from {conf}; give -conf with the entry the search used)", file=sys.stderr)
     trial = study.best_trial
     n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     comment = (
@@ -158,9 +174,12 @@ def main(argv: list[str], default_conf: str) -> None:
                 text = file.read()
         except FileNotFoundError:
             text = ""
-        old = yaml.safe_load(text) or {}
-        new_text = replace_entry(text, env, block)
-        written = yaml.safe_load(new_text)
+        try:
+            old = yaml.safe_load(text) or {}
+            new_text = replace_entry(text, env, block)
+            written = yaml.safe_load(new_text)
+        except yaml.YAMLError as error:
+            raise SystemExit(f"Could not place the entry of {env} in {args.output} ({error}); nothing written") from error
         others_kept = isinstance(written, dict) and all(written.get(key) == value for key, value in old.items() if key != env)
         if not others_kept or written.get(env) != yaml.safe_load(block)[env]:
             raise SystemExit(f"Could not place the entry of {env} in {args.output}; nothing written")

@@ -84,8 +84,9 @@ def rdb_storage(url: str, heartbeat: Heartbeat | None = None, attempts: int = 5)
     (``RetryHeartbeatStaleTrialCallback``; ``RetryFailedTrialCallback`` before Optuna 4.9).
 
     Workers started together on a new database all try to create Optuna's tables; on PostgreSQL all but one fail
-    (``duplicate key value violates unique constraint "pg_type_typname_nsp_index"``). Creating the storage is
-    therefore retried a few times: the tables the others made are then found.
+    (``duplicate key value violates unique constraint "pg_type_typname_nsp_index"``, or a deadlock). Creating the
+    storage is therefore retried a few times: the tables the others made are then found. (A server that cannot be
+    reached is also retried, and its error raised after the last attempt.)
 
     :param url: An SQLAlchemy URL (``postgresql://user:password@host:port/db``, ``sqlite:///study.db``, ...).
     :param heartbeat: The heartbeat settings, or None for none.
@@ -108,7 +109,7 @@ def rdb_storage(url: str, heartbeat: Heartbeat | None = None, attempts: int = 5)
         for attempt in range(attempts):
             try:
                 return storages.RDBStorage(url, **kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.2 + random.random())  # another worker is creating the tables
@@ -129,11 +130,13 @@ class MaxTrialsSurvivingDeadWorkers(MaxTrialsCallback):
     rl_zoo3 counts running trials, so that N workers do not run N - 1 trials too many. But a dead worker's trial is
     also ``RUNNING`` until its grace period is over: counted as done, it would stop the last live worker one trial
     short, and nobody would be left to retry it. So when the count is reached while other workers' trials are still
-    running, this callback waits for them: those that finish end the search; those whose worker died are failed after
-    the grace period, their parameters queued again, and this worker goes on to run them.
+    running, this callback waits, at most ``max_wait`` seconds (the grace period and a heartbeat): a trial whose worker
+    died is failed in that time, its parameters queued again, and this worker goes on to run them. Trials still
+    running after that have live workers (or no heartbeat at all), and this worker stops as rl_zoo3's would.
 
     :param n_trials: The total number of trials of the study.
     :param states: The trial states counted (rl_zoo3: complete, running and pruned).
+    :param max_wait: The longest wait, in seconds, for the other workers' running trials.
     :param poll_interval: Seconds between two looks at the other workers' trials while waiting.
     """
 
@@ -141,18 +144,21 @@ class MaxTrialsSurvivingDeadWorkers(MaxTrialsCallback):
         self,
         n_trials: int,
         states: Container[TrialState] | None = (TrialState.COMPLETE,),
+        max_wait: float = DEFAULT_GRACE_PERIOD + DEFAULT_HEARTBEAT_INTERVAL,
         poll_interval: float = 1.0,
     ) -> None:
         super().__init__(n_trials, states=states)
+        self.max_wait = max_wait
         self.poll_interval = poll_interval
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        deadline = time.monotonic() + self.max_wait
         while True:
             fail_stale_trials(study)
             counted = study.get_trials(deepcopy=False, states=self._states)
             if len(counted) < self._n_trials:
                 return  # some trials are still to run (perhaps a dead worker's, queued again)
-            if not any(other.state == TrialState.RUNNING for other in counted):
+            if time.monotonic() > deadline or not any(other.state == TrialState.RUNNING for other in counted):
                 study.stop()
                 return
             time.sleep(self.poll_interval)
@@ -161,26 +167,35 @@ class MaxTrialsSurvivingDeadWorkers(MaxTrialsCallback):
 @contextlib.contextmanager
 def rdb_patches(heartbeat: Heartbeat | None) -> Iterator[None]:
     """
-    While rl_zoo3 runs a search: give ``optuna.create_study`` an :func:`rdb_storage` (with ``heartbeat``) where
-    rl_zoo3 passes an RDB URL, and, with a heartbeat, make ``--max-total-trials`` wait for other workers' running
-    trials (:class:`MaxTrialsSurvivingDeadWorkers`). JournalFile storages and storage objects pass through unchanged.
+    While rl_zoo3 trains: give ``optuna.create_study`` an :func:`rdb_storage` (with ``heartbeat``) where rl_zoo3
+    passes an RDB URL, and, on such a storage with a heartbeat, make ``--max-total-trials`` wait for other workers'
+    running trials (:class:`MaxTrialsSurvivingDeadWorkers`). JournalFile storages and storage objects pass through
+    unchanged, and a training that is not a search calls neither.
 
     :param heartbeat: The heartbeat settings, or None for none.
     """
     from rl_zoo3 import exp_manager
 
     create_study = optuna.create_study
+    with_heartbeat: list[optuna.Study] = []  # the studies given a heartbeat storage
 
     def create_study_on_rdb_storage(*args: Any, **kwargs: Any) -> optuna.Study:
         storage = kwargs.get("storage")
-        if isinstance(storage, str) and not is_journal(storage):
-            kwargs["storage"] = rdb_storage(storage, heartbeat)
-        return create_study(*args, **kwargs)
+        if not isinstance(storage, str) or is_journal(storage):
+            return create_study(*args, **kwargs)
+        study = create_study(*args, **{**kwargs, "storage": rdb_storage(storage, heartbeat)})
+        if heartbeat is not None:
+            with_heartbeat.append(study)
+        # Trials of workers that died while no worker was running (all of them dead, then restarted) are failed and
+        # queued again now: rl_zoo3 counts running trials before it starts, and Optuna would only look at trial starts.
+        fail_stale_trials(study)
+        return study
 
     def max_trials_callback(n_trials: int, states: Container[TrialState] | None = (TrialState.COMPLETE,)) -> MaxTrialsCallback:
-        if heartbeat is None:
+        if heartbeat is None or not with_heartbeat:  # no heartbeat: a dead worker's trial never ends, do not wait
             return MaxTrialsCallback(n_trials, states=states)
-        return MaxTrialsSurvivingDeadWorkers(n_trials, states=states, poll_interval=min(1.0, heartbeat.interval))
+        return MaxTrialsSurvivingDeadWorkers(n_trials, states=states, max_wait=heartbeat.grace_period + heartbeat.interval + 1,
+                                             poll_interval=min(1.0, heartbeat.interval))  # fmt: skip
 
     with (
         mock.patch.object(optuna, "create_study", create_study_on_rdb_storage),
