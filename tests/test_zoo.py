@@ -58,7 +58,8 @@ def test_hyperparameters_from_the_yml_reach_the_model(tmp_path):
         "CartPole-v1:\n  n_envs: 2\n  n_timesteps: 256\n  policy: 'MlpPolicy'\n  n_steps: 16\n  gamma: 0.95\n"
         "  baseline: 'none'\n  incomplete_episodes: 'drop'\n  learning_rate: 0.002\n"
     )
-    zoo(f"train --algo reinforce --env CartPole-v1 -conf {conf} -f logs --eval-freq -1", tmp_path)
+    # --conf: an abbreviation of --conf-file, which rl_zoo3 accepts (the packaged file must not replace it)
+    zoo(f"train --algo reinforce --env CartPole-v1 --conf {conf} -f logs --eval-freq -1", tmp_path)
     model = REINFORCE.load(tmp_path / "logs" / "reinforce" / "CartPole-v1_1" / "CartPole-v1.zip")
     settings = (model.n_steps, model.gamma, model.baseline, model.incomplete_episodes, model.n_envs)
     assert settings == (16, 0.95, "none", "drop", 2)

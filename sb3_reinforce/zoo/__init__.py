@@ -59,14 +59,25 @@ def register() -> None:
     hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_reinforce_params
 
 
-def _option(args: list[str], *names: str) -> str | None:
-    """The value of the last ``--name value`` or ``--name=value`` in ``args``."""
+def _abbreviated(arg: str, option: str, shortest: str) -> bool:
+    """Whether ``arg`` (``--name`` or ``--name=value``) is ``option`` as argparse reads it: the whole name, or an
+    unambiguous prefix of it (rl_zoo3's parser accepts abbreviations), at least as long as ``shortest``."""
+    name = arg.split("=", 1)[0]
+    return len(name) >= len(shortest) and option.startswith(name)
+
+
+def _option(args: list[str], option: str, shortest: str | None = None, alias: str | None = None) -> str | None:
+    """
+    The value of the last ``option`` in ``args``, as rl_zoo3's parser reads it: ``--name value``, ``--name=value``,
+    an abbreviation at least as long as ``shortest`` (``--conf`` for ``--conf-file``), or ``alias value``.
+    """
     value = None
     for i, arg in enumerate(args):
-        if arg in names and i + 1 < len(args):
-            value = args[i + 1]
-        elif "=" in arg and arg.split("=", 1)[0] in names:
-            value = arg.split("=", 1)[1]
+        if arg == alias or _abbreviated(arg, option, shortest or option):
+            if "=" in arg and arg != alias:
+                value = arg.split("=", 1)[1]
+            elif i + 1 < len(args):
+                value = args[i + 1]
     return value
 
 
@@ -75,8 +86,8 @@ def _prepare_train(args: list[str]) -> list[str]:
     ``train`` arguments for rl_zoo3: the packaged config for REINFORCE when no ``-conf`` is given, and a clear error
     for a hyper-parameter file that is not valid YAML (rl_zoo3 would fail deep inside its start-up).
     """
-    conf = _option(args, "-conf", "--conf-file")
-    if conf is None and _option(args, "--algo") == ALGO_NAME:
+    conf = _option(args, "--conf-file", "--conf", alias="-conf")
+    if conf is None and _option(args, "--algo", "--alg") == ALGO_NAME:
         conf = default_config_path()
         args = [*args, "--conf-file", conf]
     if conf is not None and conf.endswith((".yml", ".yaml")) and os.path.isfile(conf):
@@ -90,13 +101,6 @@ def _prepare_train(args: list[str]) -> list[str]:
         if not isinstance(content, dict):
             raise SystemExit(f"Malformed hyper-parameter file {conf}: expected a mapping of env ids to hyper-parameters")
     return args
-
-
-def _abbreviated(arg: str, option: str, shortest: str) -> bool:
-    """Whether ``arg`` (``--name`` or ``--name=value``) is ``option`` as argparse reads it: the whole name, or an
-    unambiguous prefix of it (rl_zoo3's parser accepts abbreviations), at least as long as ``shortest``."""
-    name = arg.split("=", 1)[0]
-    return len(name) >= len(shortest) and option.startswith(name)
 
 
 def _heartbeat_options(args: list[str]) -> tuple[list[str], AbstractContextManager[None]]:
@@ -118,10 +122,7 @@ def _heartbeat_options(args: list[str]) -> tuple[list[str], AbstractContextManag
     given = options.heartbeat_interval is not None or options.grace_period is not None
     # rl_zoo3 also has --optimization-log-path and --study-name: --optimize and --sto are the shortest unambiguous.
     optimize = any(arg == "-optimize" or _abbreviated(arg, "--optimize-hyperparameters", "--optimize") for arg in rest)
-    storage = None
-    for i, arg in enumerate(rest):
-        if _abbreviated(arg, "--storage", "--sto"):
-            storage = arg.split("=", 1)[1] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else None)
+    storage = _option(rest, "--storage", "--sto")
     if given and (not optimize or storage is None):
         raise SystemExit("--heartbeat-interval / --grace-period apply to a search: train -optimize --storage URL")
     if optimize and storage is not None and storages.is_journal(storage):
