@@ -112,3 +112,38 @@ def test_a_normal_install_ships_the_config(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("sb3_reinforce/zoo/configs/reinforce.yml").decode()
     assert shipped == (REPO / "zoo_configs" / "reinforce.yml").read_text()
+
+
+def test_sampled_linear_learning_rate_decays_and_becomes_a_lin_entry(tmp_path):
+    """``lr_schedule="linear"``: the trial's model gets a decaying learning rate, its yml entry ``lin_<lr>``."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_reinforce.zoo.hyperparams_opt import convert_reinforce_params, sample_reinforce_params
+
+    params = {
+        "one_minus_gamma": 0.01,
+        "learning_rate": 3e-3,
+        "lr_schedule": "linear",
+        "n_steps": 32,
+        "baseline": "value",
+        "normalize_advantage": False,
+        "ent_coef": 1e-3,
+        "max_grad_norm": 0.5,
+        "net_arch": "tiny",
+        "activation_fn": "tanh",
+        "incomplete_episodes": "carry",
+    }
+    sampled = sample_reinforce_params(optuna.trial.FixedTrial(params), n_actions=2, n_envs=1, additional_args={})
+    model = REINFORCE("MlpPolicy", "CartPole-v1", **sampled)
+    assert model.lr_schedule(1.0) == pytest.approx(3e-3)
+    assert model.lr_schedule(0.25) == pytest.approx(0.75e-3)
+    entry = convert_reinforce_params(params)
+    assert entry["learning_rate"] == "lin_0.003"
+    # rl_zoo3 reads the entry back into the same schedule.
+    schedule = ExperimentManager._preprocess_schedules({"learning_rate": entry["learning_rate"]})["learning_rate"]
+    assert schedule(0.25) == pytest.approx(model.lr_schedule(0.25))
+    # Trials of studies made before lr_schedule was searched keep a constant learning rate.
+    old = {key: value for key, value in params.items() if key != "lr_schedule"}
+    assert convert_reinforce_params(old)["learning_rate"] == 3e-3
+    constant = sample_reinforce_params(optuna.trial.FixedTrial(old | {"lr_schedule": "constant"}), 2, 1, {})
+    assert constant["learning_rate"] == 3e-3

@@ -5,6 +5,7 @@ import socket
 from typing import Any
 
 import optuna
+from rl_zoo3.utils import SimpleLinearSchedule
 from torch import nn
 
 NET_ARCHS = {
@@ -20,12 +21,16 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     Turn sampled values (as Optuna stores them) into REINFORCE constructor arguments.
 
     ``incomplete_episodes="bootstrap"`` needs a critic: without ``baseline="value"`` it becomes ``"carry"``.
+    ``lr_schedule="linear"`` becomes a learning rate in the zoo's yml form, ``"lin_<initial value>"`` (decaying
+    linearly to 0); trials of studies made before ``lr_schedule`` was searched have a constant learning rate.
 
     :param sampled_params: The trial's parameters.
-    :return: Hyper-parameters for ``REINFORCE(...)``, with ``policy_kwargs``.
+    :return: Hyper-parameters for ``REINFORCE(...)`` as a zoo yml entry holds them, with ``policy_kwargs``.
     """
     params = dict(sampled_params)
     params["gamma"] = 1.0 - params.pop("one_minus_gamma")
+    if params.pop("lr_schedule", "constant") == "linear":
+        params["learning_rate"] = f"lin_{params['learning_rate']!r}"
     if params.get("incomplete_episodes") == "bootstrap" and params.get("baseline") != "value":
         params["incomplete_episodes"] = "carry"
     policy_kwargs = {
@@ -37,8 +42,8 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
 
 def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
-    Sample REINFORCE hyper-parameters: learning rate, n_steps, gamma, baseline, normalize_advantage, ent_coef,
-    max_grad_norm, network size and activation, incomplete_episodes.
+    Sample REINFORCE hyper-parameters: learning rate (constant or decaying linearly to 0), n_steps, gamma, baseline,
+    normalize_advantage, ent_coef, max_grad_norm, network size and activation, incomplete_episodes.
 
     :param trial: The Optuna trial.
     :param n_actions: Size of the action space (unused).
@@ -50,6 +55,7 @@ def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
     sampled: dict[str, Any] = {
         "one_minus_gamma": one_minus_gamma,
         "learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-2, log=True),
+        "lr_schedule": trial.suggest_categorical("lr_schedule", ["constant", "linear"]),
         "n_steps": trial.suggest_categorical("n_steps", [32, 64, 128, 256, 512, 1024, 2048]),
         "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value"]),
         "normalize_advantage": trial.suggest_categorical("normalize_advantage", [True, False]),
@@ -62,4 +68,7 @@ def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
     trial.set_user_attr("gamma", 1.0 - one_minus_gamma)
     # Which worker ran the trial (several processes or machines may share one study).
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    return convert_reinforce_params(sampled)
+    params = convert_reinforce_params(sampled)
+    if isinstance(params["learning_rate"], str):  # "lin_<initial value>": the schedule rl_zoo3 makes of it in a yml
+        params["learning_rate"] = SimpleLinearSchedule(params["learning_rate"].split("_", 1)[1])
+    return params
