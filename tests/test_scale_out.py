@@ -34,6 +34,7 @@ from tests.servers import (
     postgres_missing,
     stop_process_group,
 )
+from tests.zoo_workers import search_command
 
 rl_zoo3 = pytest.importorskip("rl_zoo3", reason="the zoo extra is not installed: pip install -e '.[test,zoo]'")
 import optuna  # noqa: E402
@@ -52,12 +53,7 @@ COUNTED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)
 def search_worker(cwd: Path, storage: str, study: str, seed: int, *extra: str, timesteps: int = 1024,
                   prefix: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
     """One worker of a REINFORCE search on CartPole: ``sb3-reinforce-zoo train -optimize`` with ``extra`` options."""
-    command = (
-        f"train --algo reinforce --env CartPole-v1 -n {timesteps} -optimize --n-jobs 1 --sampler random --pruner none "
-        f"--n-evaluations 1 --eval-episodes 2 --storage {storage} --study-name {study} -f logs --num-threads 1 "
-        f"--seed {seed} --no-optim-plots"
-    )
-    args = [*prefix, sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command), *extra]
+    args = [*prefix, *search_command(storage, study, seed, timesteps), *extra]
     log = open(cwd / f"worker-{seed}.log", "w")  # the worker holds its own copy
     process = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)  # fmt: skip

@@ -13,6 +13,7 @@ optuna = pytest.importorskip("optuna")
 
 from sb3_reinforce import REINFORCE  # noqa: E402
 from sb3_reinforce.zoo import default_config_path  # noqa: E402
+from tests.zoo_workers import search_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -29,12 +30,7 @@ def zoo(command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProc
 
 def optimize(cwd: Path, storage: str, study: str, trials: int) -> subprocess.Popen:
     """Start one optimisation worker: ``trials`` short trials of REINFORCE on CartPole."""
-    command = (
-        f"train --algo reinforce --env CartPole-v1 -n 1024 -optimize --n-trials {trials} --n-jobs 1 --sampler random "
-        f"--pruner none --n-evaluations 1 --eval-episodes 2 --storage {storage} --study-name {study} -f logs "
-        "--num-threads 1 --seed 0 --no-optim-plots"
-    )
-    args = [sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command)]
+    args = [*search_command(storage, study, seed=0), "--n-trials", str(trials)]
     return subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
