@@ -18,14 +18,14 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """
-    Turn sampled values (as Optuna stores them) into REINFORCE constructor arguments.
+    Turn sampled values (as Optuna stores them) into REINFORCE hyper-parameters as a zoo yml entry holds them.
 
     ``incomplete_episodes="bootstrap"`` needs a critic: without ``baseline="value"`` it becomes ``"carry"``.
     ``lr_schedule="linear"`` becomes a learning rate in the zoo's yml form, ``"lin_<initial value>"`` (decaying
     linearly to 0); trials of studies made before ``lr_schedule`` was searched have a constant learning rate.
 
     :param sampled_params: The trial's parameters.
-    :return: Hyper-parameters for ``REINFORCE(...)`` as a zoo yml entry holds them, with ``policy_kwargs``.
+    :return: Hyper-parameters for ``REINFORCE(...)`` (a decaying learning rate as ``"lin_<lr>"``), with ``policy_kwargs``.
     """
     params = dict(sampled_params)
     params["gamma"] = 1.0 - params.pop("one_minus_gamma")
