@@ -1,45 +1,64 @@
 """
-Warm start of the LunarLander-v3 search at the full 1M-step budget (``reinforce-LunarLander-v3-1M`` in
-``lunarlander_1m.log``): creates the study as rl_zoo3 would (maximise) and enqueues the best configurations of the
-300k-step search (``lunarlander.log``, trials 14 and 28) with a linearly decaying learning rate, one of them also
-with the value baseline, and a textbook REINFORCE-with-critic configuration. TPE samples every later trial.
+Warm starts of the LunarLander searches at the full 1M-step budget: create the study as rl_zoo3 would (maximise) and
+enqueue starting points; TPE samples every later trial.
 
-    python benchmarks/searches/enqueue_lunarlander_1m.py   # once, before the search command (README.md)
+- ``LunarLander-v3`` (study ``reinforce-LunarLander-v3-1M`` in ``lunarlander_1m.log``): the best configurations of
+  the 300k-step search (``lunarlander.log``, trials 14 and 28) with a linearly decaying learning rate, trial 14 also
+  with the value baseline, and a textbook REINFORCE-with-critic configuration (``TEXTBOOK``).
+- ``LunarLanderContinuous-v3`` (study ``reinforce-LunarLanderContinuous-v3-1M`` in
+  ``lunarlandercontinuous_1m.log``): ``TEXTBOOK``, the configuration that won the LunarLander-v3 search.
+
+    python benchmarks/searches/enqueue_lunarlander_1m.py LunarLander-v3   # once, before the search command (README.md)
 """
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 HERE = Path(__file__).resolve().parent
-STORAGE = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(HERE / "lunarlander_1m.log")))
-STUDY = "reinforce-LunarLander-v3-1M"
+TEXTBOOK: dict[str, Any] = {
+    "one_minus_gamma": 0.01,
+    "learning_rate": 1e-3,
+    "lr_schedule": "linear",
+    "n_steps": 256,
+    "baseline": "value",
+    "normalize_advantage": True,
+    "ent_coef": 1e-5,
+    "max_grad_norm": 0.5,
+    "net_arch": "medium",
+    "activation_fn": "relu",
+    "incomplete_episodes": "carry",
+}
+STUDIES = {"LunarLander-v3": "lunarlander_1m.log", "LunarLanderContinuous-v3": "lunarlandercontinuous_1m.log"}
+
+
+def journal(name: str) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(HERE / name)))
+
+
+def starting_points(env: str) -> list[dict[str, Any]]:
+    if env == "LunarLanderContinuous-v3":
+        return [TEXTBOOK]
+    old = optuna.load_study(study_name="reinforce-LunarLander-v3", storage=journal("lunarlander.log"))
+    trial_14, trial_28 = old.trials[14].params, old.trials[28].params
+    linear = {"lr_schedule": "linear"}
+    return [{**trial_14, **linear}, {**trial_14, **linear, "baseline": "value"}, {**trial_28, **linear}, TEXTBOOK]
 
 
 def main() -> None:
-    old = optuna.load_study(
-        study_name="reinforce-LunarLander-v3",
-        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(HERE / "lunarlander.log"))),
-    )
-    trial_14, trial_28 = old.trials[14].params, old.trials[28].params
-    textbook = {
-        "one_minus_gamma": 0.01,
-        "learning_rate": 1e-3,
-        "n_steps": 256,
-        "baseline": "value",
-        "normalize_advantage": True,
-        "ent_coef": 1e-5,
-        "max_grad_norm": 0.5,
-        "net_arch": "medium",
-        "activation_fn": "relu",
-        "incomplete_episodes": "carry",
-    }
-    study = optuna.create_study(study_name=STUDY, storage=STORAGE, direction="maximize", load_if_exists=True)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("env", choices=sorted(STUDIES))
+    env = parser.parse_args().env
+    name = f"reinforce-{env}-1M"
+    study = optuna.create_study(study_name=name, storage=journal(STUDIES[env]), direction="maximize", load_if_exists=True)
     if study.trials:
-        raise SystemExit(f"study {STUDY!r} already has trials; nothing enqueued")
-    for params in (trial_14, {**trial_14, "baseline": "value"}, trial_28, textbook):
-        study.enqueue_trial({**params, "lr_schedule": "linear"})
-    print(f"{STUDY}: enqueued 4 trials")
+        raise SystemExit(f"study {name!r} already has trials; nothing enqueued")
+    points = starting_points(env)
+    for params in points:
+        study.enqueue_trial(params)
+    print(f"{name}: enqueued {len(points)} trials")
 
 
 if __name__ == "__main__":
