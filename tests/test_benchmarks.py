@@ -81,8 +81,7 @@ def test_smoke_run_report_and_resume(tmp_path: Path) -> None:
                 "### Pendulum-v1", "## Ablation", "### CartPole-v1 ablation", "## Throughput", "## Reproduce"]  # fmt: skip
     for heading in headings:
         assert heading in text, heading
-    assert "not run yet" in text
-    assert "no shipped REINFORCE entry for LunarLander-v3 yet" in text
+    assert "not run yet" in text  # LunarLander-v3 and Pendulum-v1 are not in the smoke run
     assert "smoke-mode numbers" in text
     assert "IQM [95% CI]" in text
     main_table = text.split("### CartPole-v1\n")[1].split("###")[0]
@@ -123,6 +122,21 @@ def test_plan_skips_an_algorithm_without_an_entry(run_module: ModuleType, monkey
     assert {(r["env"], r["name"]) for r in skipped} == {("LunarLander-v3", "reinforce")}
     assert "no shipped REINFORCE entry for LunarLander-v3" in skipped[0]["reason"]
     assert sorted({spec["algo"] for spec in specs}) == ["a2c", "ppo"] and len(specs) == 10
+
+
+def test_report_says_why_an_algorithm_has_no_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row without results says why: no entry in the algorithm's yml, or not run yet."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    real_entry = report.zoo_entry
+    monkeypatch.setattr(report, "zoo_entry", lambda algo, env: None if algo != "ppo" else real_entry(algo, env))
+    page = report.Report(tmp_path, tmp_path / "README.md", reps=10, seed=0)
+    assert page.missing_row("main", "Acrobot-v1", "reinforce", 2) == ["no shipped REINFORCE entry for Acrobot-v1 yet", "—"]
+    assert page.missing_row("main", "Acrobot-v1", "a2c", 2) == ["no rl_zoo3 a2c entry", "—"]
+    assert page.missing_row("main", "Acrobot-v1", "ppo", 2) == ["not run yet", "—"]
 
 
 def test_hyperparams_reach_the_zoo_unchanged(run_module: ModuleType) -> None:
