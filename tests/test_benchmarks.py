@@ -32,15 +32,21 @@ def script(*args: str) -> str:
 
 
 @pytest.fixture
-def run_module() -> Iterator[ModuleType]:
-    """``benchmarks/run.py`` imported as a module (it imports ``common`` from its own folder)."""
+def benchmarks_on_path() -> Iterator[None]:
+    """``benchmarks/`` on ``sys.path`` for the test, so that its scripts import as modules (and import ``common``)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        import run
-
-        yield run
+        yield
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture
+def run_module(benchmarks_on_path: None) -> ModuleType:
+    """``benchmarks/run.py`` imported as a module."""
+    import run
+
+    return run
 
 
 def test_smoke_run_report_and_resume(tmp_path: Path) -> None:
@@ -124,13 +130,11 @@ def test_plan_skips_an_algorithm_without_an_entry(run_module: ModuleType, monkey
     assert sorted({spec["algo"] for spec in specs}) == ["a2c", "ppo"] and len(specs) == 10
 
 
+@pytest.mark.usefixtures("benchmarks_on_path")
 def test_report_says_why_an_algorithm_has_no_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A row without results says why: no entry in the algorithm's yml, or not run yet."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import report
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    import report
+
     real_entry = report.zoo_entry
     monkeypatch.setattr(report, "zoo_entry", lambda algo, env: None if algo != "ppo" else real_entry(algo, env))
     page = report.Report(tmp_path, tmp_path / "README.md", reps=10, seed=0)
