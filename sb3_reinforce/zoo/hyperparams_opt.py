@@ -69,6 +69,6 @@ def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
     # Which worker ran the trial (several processes or machines may share one study).
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     params = convert_reinforce_params(sampled)
-    if isinstance(params["learning_rate"], str):  # "lin_<initial value>": the schedule rl_zoo3 makes of it in a yml
-        params["learning_rate"] = SimpleLinearSchedule(params["learning_rate"].split("_", 1)[1])
+    if sampled["lr_schedule"] == "linear":  # the schedule rl_zoo3 makes of the entry's "lin_<lr>"
+        params["learning_rate"] = SimpleLinearSchedule(sampled["learning_rate"])
     return params
