@@ -17,6 +17,8 @@ from typing import Any
 
 import optuna
 
+from sb3_reinforce.zoo.storage import open_storage
+
 HERE = Path(__file__).resolve().parent
 TEXTBOOK: dict[str, Any] = {
     "one_minus_gamma": 0.01,
@@ -34,14 +36,10 @@ TEXTBOOK: dict[str, Any] = {
 STUDIES = {"LunarLander-v3": "lunarlander_1m.log", "LunarLanderContinuous-v3": "lunarlandercontinuous_1m.log"}
 
 
-def journal(name: str) -> optuna.storages.JournalStorage:
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(HERE / name)))
-
-
 def starting_points(env: str) -> list[dict[str, Any]]:
     if env == "LunarLanderContinuous-v3":
         return [TEXTBOOK]
-    old = optuna.load_study(study_name="reinforce-LunarLander-v3", storage=journal("lunarlander.log"))
+    old = optuna.load_study(study_name="reinforce-LunarLander-v3", storage=open_storage(str(HERE / "lunarlander.log")))
     trial_14, trial_28 = old.trials[14].params, old.trials[28].params
     linear = {"lr_schedule": "linear"}
     return [{**trial_14, **linear}, {**trial_14, **linear, "baseline": "value"}, {**trial_28, **linear}, TEXTBOOK]
@@ -52,7 +50,8 @@ def main() -> None:
     parser.add_argument("env", choices=sorted(STUDIES))
     env = parser.parse_args().env
     name = f"reinforce-{env}-1M"
-    study = optuna.create_study(study_name=name, storage=journal(STUDIES[env]), direction="maximize", load_if_exists=True)
+    storage = open_storage(str(HERE / STUDIES[env]))
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     if study.trials:
         raise SystemExit(f"study {name!r} already has trials; nothing enqueued")
     points = starting_points(env)
