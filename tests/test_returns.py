@@ -150,10 +150,13 @@ def test_bootstrap_uses_every_step_and_the_critic_at_the_end():
     model = _model("bootstrap", baseline="value")
     _collect = _start(model)
     _collect()
-    batch, _ = model._assemble_batch()
-    tail = float(model.rollout_buffer.tail_values[0])
-    assert tail != 0.0
-    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0 + 0.5 * tail], rtol=1e-6)
+    last_critic = float(model.rollout_buffer.last_critic[0])
+    expected = model.policy.predict_values(model.policy.obs_to_tensor(np.array([1.0, 1.0], dtype=np.float32))[0]).item()
+    assert last_critic == pytest.approx(expected, rel=1e-5) and last_critic != 0.0
+    batch, _ = model._assemble_batch()  # the returns the rewards alone give
+    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0])
+    batch, _ = model._assemble_batch(critic_scale=(2.0, 3.0))  # V = 2 + 3 * critic
+    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0 + 0.5 * (2.0 + 3.0 * last_critic)], rtol=1e-6)
 
 
 @pytest.mark.parametrize("baseline", ["none", "mean"])
@@ -163,7 +166,7 @@ def test_truncation_without_critic_ends_the_return_and_adds_nothing_to_rewards(b
     _collect()
     buffer = model.rollout_buffer
     np.testing.assert_array_equal(buffer.rewards[:, 0], np.ones(6))  # SB3 would add gamma * V(terminal obs) here
-    assert not buffer.truncation_values.any()
+    assert not buffer.truncated.any() and not buffer.truncation_critic.any()
     batch, _ = model._assemble_batch()
     np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.75, 1.5, 1.0])
 
@@ -175,11 +178,11 @@ def test_truncation_with_critic_bootstraps_from_the_terminal_observation():
     buffer = model.rollout_buffer
     np.testing.assert_array_equal(buffer.rewards[:, 0], np.ones(3))
     terminal_obs = np.array([3.0, 0.0], dtype=np.float32)
-    mean, std = model._return_scale()
-    expected = mean + std * model.policy.predict_values(model.policy.obs_to_tensor(terminal_obs)[0]).item()
-    assert buffer.truncation_values[2, 0] == pytest.approx(expected, rel=1e-5)
-    batch, _ = model._assemble_batch()
-    np.testing.assert_allclose(batch.returns[2], 1.0 + 0.5 * expected, rtol=1e-5)
+    critic = model.policy.predict_values(model.policy.obs_to_tensor(terminal_obs)[0]).item()
+    np.testing.assert_array_equal(buffer.truncated[:, 0], [False, False, True])
+    assert buffer.truncation_critic[2, 0] == pytest.approx(critic, rel=1e-5)
+    batch, _ = model._assemble_batch(critic_scale=(-5.0, 2.0))
+    np.testing.assert_allclose(batch.returns[2], 1.0 + 0.5 * (-5.0 + 2.0 * critic), rtol=1e-5)
 
 
 def test_several_envs_with_make_vec_env():

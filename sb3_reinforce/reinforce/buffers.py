@@ -6,10 +6,13 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
 class _EpisodeEndsMixin:
     """
-    Adds, per step and env, whether the episode ended with that step (``dones``), the value of the next state where
-    the episode was truncated by a time limit (``truncation_values``, 0 elsewhere and without a critic) and the value
-    of the state after the rollout (``tail_values``, used by ``incomplete_episodes="bootstrap"`` only).
+    Adds, per step and env, whether the episode ended with that step (``dones``) and, with a critic, what the returns
+    may be bootstrapped from: ``truncated`` marks the steps whose episode was truncated by a time limit,
+    ``truncation_critic`` holds the critic's output for the state that followed them (0 elsewhere), and
+    ``last_critic`` its output for the state after the rollout (``incomplete_episodes="bootstrap"`` only).
 
+    The critic outputs are kept in the critic's own standardised units: ``train()`` maps them to returns with the
+    scale of the update that uses them (``V = mean + std * critic``), the same scale its critic targets use.
     SB3's buffers only know ``episode_starts``, which loses whether the rollout's last step ended its episode.
     """
 
@@ -17,25 +20,40 @@ class _EpisodeEndsMixin:
     n_envs: int
     pos: int
     dones: np.ndarray
-    truncation_values: np.ndarray
-    tail_values: np.ndarray
+    truncated: np.ndarray
+    truncation_critic: np.ndarray
+    last_critic: np.ndarray
 
     def reset(self) -> None:
         self.dones = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
-        self.truncation_values = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
-        self.tail_values = np.zeros(self.n_envs, dtype=np.float32)
+        self.truncated = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
+        self.truncation_critic = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self.last_critic = np.zeros(self.n_envs, dtype=np.float32)
         super().reset()  # type: ignore[misc]
 
-    def record_episode_ends(self, dones: np.ndarray, truncation_values: np.ndarray | None = None) -> None:
+    def record_episode_ends(
+        self, dones: np.ndarray, truncated: np.ndarray | None = None, truncation_critic: np.ndarray | None = None
+    ) -> None:
         """
         Record the episode ends of the step most recently added with ``add()``.
 
         :param dones: Whether each env's episode ended with that step, shape ``(n_envs,)``.
-        :param truncation_values: ``V(s_{t+1})`` where the episode was truncated (and a critic is used), else 0.
+        :param truncated: Where the episode was truncated by a time limit and the critic read the state after it
+            (with a critic only), same shape.
+        :param truncation_critic: The critic's output for that state where ``truncated``, else 0.
         """
         self.dones[self.pos - 1] = dones
-        if truncation_values is not None:
-            self.truncation_values[self.pos - 1] = truncation_values
+        if truncated is not None and truncation_critic is not None:
+            self.truncated[self.pos - 1] = truncated
+            self.truncation_critic[self.pos - 1] = truncation_critic
+
+    def critic_values(self, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
+        """
+        The recorded critic outputs as values on the scale ``(mean, std)`` of returns: the truncation values (0 where
+        no episode was truncated) and the values of the states after the rollout.
+        """
+        truncation_values = np.where(self.truncated, mean + std * self.truncation_critic, 0.0)
+        return truncation_values, mean + std * self.last_critic
 
 
 class ReinforceRolloutBuffer(_EpisodeEndsMixin, RolloutBuffer):

@@ -8,8 +8,11 @@ on hand-computed values and on problems small enough to enumerate:
 - :func:`compute_advantages`: return minus baseline, optionally standardised;
 - :func:`truncated_importance_weights`: the correction for steps carried over from an earlier policy;
 - :func:`policy_gradient_loss`: the surrogate whose gradient is the policy-gradient estimate;
-- :func:`update_return_moments`: running mean and variance of returns, for the ``"mean"`` and ``"value"`` baselines.
+- :func:`update_return_moments`: running mean and variance of returns, for the ``"mean"`` and ``"value"`` baselines;
+- :func:`return_scale`: the ``(mean, std)`` the critic is trained and read on.
 """
+
+import math
 
 import numpy as np
 import torch as th
@@ -120,20 +123,50 @@ def update_return_moments(
     """
     Exponential moving averages of the mean and variance of returns.
 
-    ``baseline="mean"`` subtracts the running mean; ``baseline="value"`` trains its critic on returns standardised
-    with both, so that the critic works at any reward scale (rewards of -1e6 included). Only batches *before* the
-    current one enter the moments used for it, so the baseline never depends on the actions it weighs.
+    ``baseline="mean"`` subtracts the running mean of the batches *before* the current one, so that it never depends
+    on the actions it weighs. ``baseline="value"`` trains its critic on returns standardised with the moments updated
+    with the current batch (see :func:`return_scale`), so that the critic works at any reward scale.
+
+    The variance is that of the mixture the averages describe (weight ``momentum`` on the old returns,
+    ``1 - momentum`` on the batch): it includes the drift of the mean between them,
+    ``momentum * (1 - momentum) * (batch_mean - mean)^2``. Without that term, batches whose returns are each constant
+    (say all 0 while a sparse reward has not been found yet) would leave a variance of 0 whatever the history, and
+    the first different return would be standardised by nothing.
 
     :param moments: Current ``(mean, variance)``, or ``None`` before the first batch.
-    :param batch_mean: Mean return of the batch just used.
-    :param batch_var: Variance of the returns of the batch just used.
+    :param batch_mean: Mean return of the batch.
+    :param batch_var: Variance of the returns of the batch.
     :param momentum: Weight of the old averages in [0, 1).
     :return: The new ``(mean, variance)`` (the batch's own for the first batch).
     """
     if moments is None:
         return float(batch_mean), float(batch_var)
     mean, var = moments
+    drift = batch_mean - mean
     return (
         float(momentum * mean + (1.0 - momentum) * batch_mean),
-        float(momentum * var + (1.0 - momentum) * batch_var),
+        float(momentum * var + (1.0 - momentum) * batch_var + momentum * (1.0 - momentum) * drift**2),
     )
+
+
+# The critic's standard deviation is at least this fraction of the returns' root mean square: the resolution of the
+# float32 returns, below which a spread is rounding noise.
+RETURN_SCALE_FLOOR = float(np.finfo(np.float32).eps)
+
+
+def return_scale(moments: tuple[float, float]) -> tuple[float, float]:
+    """
+    The ``(mean, std)`` that maps the critic's standardised output to a return: ``V(s) = mean + std * critic(s)``.
+
+    ``moments`` are those updated with the batch at hand (:func:`update_return_moments`, whose variance includes the
+    drift of the mean), so a batch whose returns differ from all earlier ones is standardised by a spread that
+    includes its own: after any number of batches that all returned 0, a first success gives critic targets of a few
+    units, not 1e8. The standard deviation is floored at :data:`RETURN_SCALE_FLOOR` (float32's resolution) times the
+    returns' root mean square ``sqrt(mean^2 + var)``, a fraction of the returns' own scale whatever the reward scale,
+    and at 1e-8 when every return was exactly 0 (every target is then 0 too).
+
+    :param moments: ``(mean, variance)`` of returns.
+    :return: ``(mean, std)``.
+    """
+    mean, var = moments
+    return mean, max(math.sqrt(var), RETURN_SCALE_FLOOR * math.sqrt(mean**2 + var), 1e-8)

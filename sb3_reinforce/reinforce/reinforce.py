@@ -25,6 +25,7 @@ from sb3_reinforce.reinforce.estimator import (
     compute_advantages,
     discounted_returns,
     policy_gradient_loss,
+    return_scale,
     truncated_importance_weights,
     update_return_moments,
 )
@@ -73,6 +74,14 @@ class _Steps:
 
     def take(self, index: Any) -> "_Steps":
         return _Steps(_index_obs(self.observations, index), self.actions[index], self.rewards[index], self.log_probs[index])
+
+    def copy(self) -> "_Steps":
+        observations = (
+            {key: value.copy() for key, value in self.observations.items()}
+            if isinstance(self.observations, dict)
+            else self.observations.copy()
+        )
+        return _Steps(observations, self.actions.copy(), self.rewards.copy(), self.log_probs.copy())
 
     @staticmethod
     def concat(parts: list["_Steps"]) -> "_Steps":
@@ -317,8 +326,12 @@ class REINFORCE(OnPolicyAlgorithm):
     ) -> tuple[int, BaseCallback]:
         if reset_num_timesteps or self._last_obs is None or len(self._carry) != self.n_envs:
             # The envs are reset: the episodes the held-over steps belong to are gone.
-            self._carry = [None] * self.n_envs
+            self._drop_held_over_steps()
         return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def _drop_held_over_steps(self) -> None:
+        """Forget the held-over steps: their episodes were reset, or went on without being recorded."""
+        self._carry = [None] * self.n_envs
 
     def collect_rollouts(
         self,
@@ -381,6 +394,11 @@ class REINFORCE(OnPolicyAlgorithm):
             # Give access to local variables
             callback.update_locals(locals())
             if not callback.on_step():
+                # The rollout is abandoned, but the env has moved on: start the next rollout where the env now is,
+                # and drop the held-over steps, whose episodes went on without being recorded.
+                self._last_obs = new_obs  # type: ignore[assignment]
+                self._last_episode_starts = dones
+                self._drop_held_over_steps()
                 return False
 
             self._update_info_buffer(infos, dones)
@@ -394,7 +412,7 @@ class REINFORCE(OnPolicyAlgorithm):
                 unused_values,
                 log_probs,
             )
-            rollout_buffer.record_episode_ends(dones, self._truncation_values(infos, dones, n_steps))
+            rollout_buffer.record_episode_ends(dones, *self._truncation_critic(infos, dones, n_steps))
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
@@ -407,9 +425,8 @@ class REINFORCE(OnPolicyAlgorithm):
 
         if self.incomplete_episodes == "bootstrap":
             with th.no_grad():
-                last_values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
-            mean, std = self._return_scale()
-            rollout_buffer.tail_values = mean + std * last_values.cpu().numpy().flatten()
+                last_critic = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
+            rollout_buffer.last_critic = last_critic.cpu().numpy().flatten()
 
         callback.update_locals(locals())
         callback.on_rollout_end()
@@ -423,12 +440,17 @@ class REINFORCE(OnPolicyAlgorithm):
             return self.policy.unscale_action(actions)
         return np.clip(actions, self.action_space.low, self.action_space.high)
 
-    def _truncation_values(self, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int) -> np.ndarray | None:
-        """``V(terminal observation)`` for the envs whose episode was truncated by a time limit, with a critic only."""
+    def _truncation_critic(
+        self, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """
+        With a critic, where an env's episode was truncated by a time limit and the critic's output for its terminal
+        observation there (standardised: ``train()`` maps it to a value with the scale of its update); else ``None``.
+        """
         if self.baseline != "value" or not dones.any():
-            return None
-        values = np.zeros(len(dones), dtype=np.float32)
-        mean, std = self._return_scale()
+            return None, None
+        truncated = np.zeros(len(dones), dtype=bool)
+        critic = np.zeros(len(dones), dtype=np.float32)
         for idx in np.flatnonzero(dones):
             terminal_obs = infos[idx].get("terminal_observation")
             if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
@@ -439,16 +461,16 @@ class REINFORCE(OnPolicyAlgorithm):
                 )
                 _check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
                 with th.no_grad():
-                    critic = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
-                values[idx] = mean + std * critic
-        return values
+                    critic[idx] = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
+                truncated[idx] = True
+        return truncated, critic
 
     def train(self) -> None:
         """
         One gradient step of REINFORCE on the rollout just collected (and on carried steps whose episode ended).
 
-        Nothing is changed (weights, optimizer state, running mean, held-over steps) unless the loss and its
-        gradient are finite.
+        Nothing is changed (weights, optimizer state, running moments) unless the loss and its gradient are finite;
+        the held-over steps are dropped if it raises (the rollout is then abandoned, see :meth:`learn`).
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
@@ -461,6 +483,19 @@ class REINFORCE(OnPolicyAlgorithm):
             self._carry = next_carry
             return
 
+        # The running moments follow the returns the rewards give (no critic value in them yet).
+        observed = th.as_tensor(batch.returns, device=self.device)
+        batch_mean, batch_var = observed.mean().item(), observed.var(unbiased=False).item()
+        moments = update_return_moments(self._return_moments, batch_mean, batch_var, RETURN_MOMENTS_MOMENTUM)
+        return_mean, return_std = return_scale(moments)
+        if self.baseline == "value" and self._reads_critic_in_returns():
+            # Truncated episodes and bootstrapped steps end with critic values, read on the scale the critic is
+            # trained on in this very update.
+            batch, next_carry = self._assemble_batch(critic_scale=(return_mean, return_std))
+            assert batch is not None  # the same steps as above, now with critic values
+        if self.baseline == "mean" and self._return_moments is not None:
+            return_mean = self._return_moments[0]  # earlier batches only: independent of the actions it weighs
+
         observations = obs_as_tensor(batch.steps.observations, self.device)  # type: ignore[arg-type]
         # As SB3's buffers do: float actions (MultiBinary is stored as int8), long indices for Discrete.
         actions = th.as_tensor(batch.steps.actions.astype(np.float32, copy=False), device=self.device)
@@ -470,15 +505,15 @@ class REINFORCE(OnPolicyAlgorithm):
 
         log_prob, entropy, values = self._evaluate_actions(observations, actions)
         weights = self._importance_weights(log_prob, batch)
-        batch_moments = (returns.mean().item(), returns.var(unbiased=False).item())
-        return_mean, return_std = self._return_scale(batch_moments)
         if values is not None:
             # The critic predicts standardised returns: V(s) = return_mean + return_std * critic(s).
             baseline: th.Tensor | float = return_mean + return_std * values.detach()
         elif self.baseline == "mean":
             baseline = return_mean
-        else:
+        elif self.baseline == "none":
             baseline = 0.0
+        else:
+            raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {self.baseline!r}")
         advantages = compute_advantages(returns, baseline, self.normalize_advantage)
 
         policy_loss = policy_gradient_loss(log_prob, advantages, weights)
@@ -492,14 +527,14 @@ class REINFORCE(OnPolicyAlgorithm):
 
         # The step went through: only now commit the state that depends on this batch.
         self._carry = next_carry
-        self._return_moments = update_return_moments(self._return_moments, *batch_moments, RETURN_MOMENTS_MOMENTUM)
+        self._return_moments = moments
         self._n_updates += 1
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/policy_loss", policy_loss.item())
         self.logger.record("train/entropy_loss", entropy_loss.item())
         self.logger.record("train/grad_norm", grad_norm)
-        self.logger.record("train/return_mean", batch_moments[0])
+        self.logger.record("train/return_mean", batch_mean)
         self.logger.record("train/carried_steps", int(batch.carried.sum()))
         if weights is not None:
             carried = th.as_tensor(batch.carried, device=weights.device)
@@ -508,26 +543,36 @@ class REINFORCE(OnPolicyAlgorithm):
             self.logger.record("train/baseline", float(baseline))
         if values is not None:
             self.logger.record("train/value_loss", value_loss.item())
-            if batch_moments[1] > 0:  # undefined (SB3 gives NaN) when every return is the same
+            if batch.returns.var() > 0:  # undefined (SB3 gives NaN) when every return is the same
                 ev = explained_variance(th.as_tensor(baseline).cpu().numpy(), batch.returns)
                 self.logger.record("train/explained_variance", ev)
         if hasattr(self.policy, "log_std"):
             std = th.exp(self.policy.log_std).clamp(min=getattr(self.policy, "min_std", 0.0))
             self.logger.record("train/std", std.mean().item())
 
-    def _assemble_batch(self) -> tuple[_Batch | None, list[_Steps | None]]:
+    def _reads_critic_in_returns(self) -> bool:
+        """Whether some return of this rollout ends with a critic value (a time-limit truncation, or bootstrap)."""
+        return self.incomplete_episodes == "bootstrap" or bool(self.rollout_buffer.truncated.any())
+
+    def _assemble_batch(self, critic_scale: tuple[float, float] | None = None) -> tuple[_Batch | None, list[_Steps | None]]:
         """
         Returns of the rollout, the steps they are exact for (or bootstrapped), and the held-over steps.
 
+        :param critic_scale: ``(mean, std)`` that maps the critic outputs recorded during the rollout to values, which
+            then end truncated episodes (and, with ``incomplete_episodes="bootstrap"``, the rollout). ``None``: the
+            returns the rewards alone give.
         :return: The batch (``None`` when it is empty) and the held-over steps to keep if the update goes through.
         """
         buffer = self.rollout_buffer
+        truncation_values = last_values = None
+        if critic_scale is not None:
+            truncation_values, last_values = buffer.critic_values(*critic_scale)
         returns, complete = discounted_returns(
             buffer.rewards,
             buffer.dones,
             self.gamma,
-            last_values=buffer.tail_values,
-            truncation_values=buffer.truncation_values,
+            last_values=last_values if self.incomplete_episodes == "bootstrap" else None,
+            truncation_values=truncation_values,
         )
         rollout = _Steps(buffer.observations, buffer.actions, buffer.rewards, buffer.log_probs)  # type: ignore[arg-type]
         used = np.ones_like(complete) if self.incomplete_episodes == "bootstrap" else complete
@@ -552,30 +597,23 @@ class REINFORCE(OnPolicyAlgorithm):
                     held = None
                 first_open = int(complete[:, env_idx].sum())
                 if first_open < buffer.buffer_size:
-                    open_steps = rollout.take((slice(first_open, None), env_idx))
+                    # Copies, not views: a view would keep this whole rollout buffer alive while the episode runs on.
+                    open_steps = rollout.take((slice(first_open, None), env_idx)).copy()
                     held = open_steps if held is None else _Steps.concat([held, open_steps])
                     if len(held) > self.carry_max_steps:
-                        held = held.take(slice(len(held) - self.carry_max_steps, None))
+                        held = held.take(slice(len(held) - self.carry_max_steps, None)).copy()
                 next_carry[env_idx] = held
+        elif self.incomplete_episodes not in ("drop", "bootstrap"):
+            raise ValueError(
+                f"incomplete_episodes must be one of {', '.join(map(repr, INCOMPLETE_EPISODES))}, "
+                f"got {self.incomplete_episodes!r}"
+            )
 
         carried = np.zeros(sum(len(part) for part in parts), dtype=bool)
         carried[n_fresh:] = True
         if len(carried) == 0:
             return None, next_carry
         return _Batch(_Steps.concat(parts), np.concatenate(part_returns), carried, n_fresh), next_carry
-
-    def _return_scale(self, batch_moments: tuple[float, float] | None = None) -> tuple[float, float]:
-        """
-        ``(mean, std)`` of returns from the updates before this one; before the first update, those of the batch at
-        hand (``batch_moments``, its mean and variance) if given, else ``(0, 1)``.
-        """
-        if self._return_moments is not None:
-            mean, var = self._return_moments
-        elif batch_moments is not None:
-            mean, var = batch_moments
-        else:
-            mean, var = 0.0, 1.0
-        return mean, math.sqrt(var) + 1e-8
 
     def _evaluate_actions(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
         """Log-probabilities and entropy of the actions, and the critic values (``None`` without a critic)."""
@@ -649,14 +687,25 @@ class REINFORCE(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfREINFORCE:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        """
+        Train; see :meth:`stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm.learn`.
+
+        A rollout that is abandoned (a callback returns False, or collecting or the update raises) drops the held-over
+        steps of ``incomplete_episodes="carry"``: the envs have moved on without recording the rest of their episodes,
+        so no later return could complete them.
+        """
+        try:
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
+        except BaseException:
+            self._drop_held_over_steps()
+            raise
 
 
 # Policy constructor arguments that REINFORCE passes itself, not through policy_kwargs.
