@@ -130,3 +130,24 @@ class BadValueEnv(CountingEnv):
             else:
                 obs[0] = self.bad
         return obs, reward, terminated, truncated, info
+
+
+class LateRewardBandit(gym.Env):
+    """
+    One-step episodes with a single observation; action 1 earns ``reward`` but only from episode ``first_paid`` on
+    (1-based), action 0 never: a sparse reward whose first batches all return 0.
+    """
+
+    def __init__(self, first_paid: int = 17, reward: float = 1.0):
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.first_paid, self.reward, self.episode = first_paid, reward, 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.episode += 1
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        paid = int(action) == 1 and self.episode >= self.first_paid
+        return np.zeros(1, dtype=np.float32), self.reward if paid else 0.0, True, False, {}

@@ -173,7 +173,8 @@ class REINFORCE(OnPolicyAlgorithm):
         ``"mean"`` (a running mean of returns, no critic: the exponential moving average, weight 0.9 on the past,
         of the mean return of previous updates; the first update uses its own batch mean) or ``"value"``
         (a learned state value ``V(s_t)``: "REINFORCE with baseline"; the critic is trained by MSE, weighted by
-        ``vf_coef``, on returns standardised with their running mean and standard deviation, so any reward scale works).
+        ``vf_coef``, on returns standardised with their running mean and standard deviation updated with the batch
+        at hand, so any reward scale works; see :func:`~sb3_reinforce.reinforce.estimator.return_scale`).
         With ``"none"`` and ``"mean"`` no critic is evaluated or trained.
     :param normalize_advantage: Standardise the advantages (returns minus baseline) over each batch
     :param ent_coef: Entropy coefficient for the loss calculation
@@ -182,7 +183,8 @@ class REINFORCE(OnPolicyAlgorithm):
     :param incomplete_episodes: What happens to the steps of an episode still running when the rollout ends.
         ``"carry"``: they are held over and used in the update after the one in which their episode ends, with their
         exact returns and the importance weight ``min(pi(a|s) / beta(a|s), carry_ratio_clip)`` (``beta`` the policy that
-        sampled them; the ratios of later actions in the episode are ignored, as in PPO and V-trace).
+        sampled them; the ratios of later actions in the episode are ignored, as in PPO and V-trace). They are
+        dropped when a rollout is abandoned (see :meth:`learn`).
         ``"drop"``: they are left out of this update (steps of an episode that began in an earlier rollout and ends in
         this one have exact returns and are kept). ``"bootstrap"`` (``baseline="value"`` only): their return ends with
         ``gamma^k * V(s_T)``, as in A2C.
