@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("env", choices=sorted(STUDIES))
     env = parser.parse_args().env
     name = f"reinforce-{env}-1M"
-    storage = open_storage(str(HERE / STUDIES[env]))
+    storage = open_storage(str(HERE / STUDIES[env]), create=True)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     if study.trials:
         raise SystemExit(f"study {name!r} already has trials; nothing enqueued")

@@ -138,6 +138,11 @@ class _BoundedDistributionMixin:
     action_space: spaces.Space
 
     def __init__(self, *args: Any, action_prob_floor: float = 0.0, min_std: float = 0.0, **kwargs: Any):
+        # A policy file (policy.save) that uses these options keeps them under a key that SB3's own loader refuses
+        # with a message naming ours (see _get_constructor_parameters).
+        options = kwargs.pop(_saved_options_key(type(self)), None)
+        if options is not None:
+            action_prob_floor, min_std = options["action_prob_floor"], options["min_std"]
         super().__init__(*args, **kwargs)
         # The action head SB3 built for its distribution fits ours: same parameters, another distribution on top.
         self.action_dist = bounded_distribution(self.action_space, self.action_dist, action_prob_floor, min_std)
@@ -145,9 +150,22 @@ class _BoundedDistributionMixin:
         self.min_std = float(min_std)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
+        """
+        What ``policy.save`` stores to rebuild the policy. Without these options (both 0), exactly SB3's: the file
+        loads with SB3's ``ActorCriticPolicy.load`` too, as A2C's and PPO's do. With them, SB3's policy cannot apply
+        them: they are stored under a key that its loader refuses by naming the loader to use.
+        """
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data.update(action_prob_floor=self.action_prob_floor, min_std=self.min_std)
+        if self.action_prob_floor or self.min_std:
+            data[_saved_options_key(type(self))] = dict(action_prob_floor=self.action_prob_floor, min_std=self.min_std)
         return data
+
+
+def _saved_options_key(policy_class: type) -> str:
+    alias = {"ReinforceCnnPolicy": "CnnPolicy", "ReinforceMultiInputPolicy": "MultiInputPolicy"}.get(
+        policy_class.__name__, "MlpPolicy"
+    )
+    return f"action_prob_floor/min_std (REINFORCE-only options: load this file with sb3_reinforce.reinforce.{alias}.load)"
 
 
 class ReinforcePolicy(_BoundedDistributionMixin, ActorCriticPolicy):

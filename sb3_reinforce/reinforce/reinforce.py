@@ -1,12 +1,17 @@
+import contextlib
 import inspect
 import io
 import json
 import math
+import os
 import pathlib
 import pickle
+import tempfile
+import warnings
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 import numpy as np
 import torch as th
@@ -35,8 +40,25 @@ SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
 Obs = np.ndarray | dict[str, np.ndarray]
 
-BASELINES = ("none", "mean", "value")
-INCOMPLETE_EPISODES = ("carry", "drop", "bootstrap")
+Baseline = Literal["none", "mean", "value"]
+IncompleteEpisodes = Literal["carry", "drop", "bootstrap"]
+BASELINES: tuple[str, ...] = get_args(Baseline)
+INCOMPLETE_EPISODES: tuple[str, ...] = get_args(IncompleteEpisodes)
+# A2C / PPO arguments that REINFORCE does not have, with why and what to use instead (drop-in comparisons).
+NOT_REINFORCE_ARGUMENTS = {
+    "gae_lambda": "REINFORCE uses Monte Carlo returns, not GAE; for A2C's estimator (critic bootstrap at the rollout's "
+    "end) use baseline='value' with incomplete_episodes='bootstrap'",
+    "use_rms_prop": "REINFORCE uses the policy's optimizer (Adam by default); for RMSprop pass "
+    "policy_kwargs=dict(optimizer_class=th.optim.RMSprop)",
+    "rms_prop_eps": "REINFORCE uses the policy's optimizer (Adam by default); for RMSprop pass "
+    "policy_kwargs=dict(optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict(eps=...))",
+    "batch_size": "REINFORCE takes one gradient step on the whole rollout (n_steps * n_envs steps); there are no minibatches",
+    "n_epochs": "REINFORCE takes one gradient step per rollout; several epochs on the same rollout would need PPO's "
+    "clipped objective (the policy gradient is only valid for the policy that sampled the steps)",
+    "clip_range": "REINFORCE has no PPO ratio clipping; its one step per rollout is bounded by max_grad_norm",
+    "clip_range_vf": "REINFORCE does not clip the critic; the critic (baseline='value') is trained on standardised returns",
+    "target_kl": "REINFORCE takes one gradient step per rollout, so there is no early stopping on the KL divergence",
+}
 SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
 # Weight of the past in the running mean and variance of returns (``baseline="mean"`` and ``"value"``).
@@ -224,12 +246,12 @@ class REINFORCE(OnPolicyAlgorithm):
         learning_rate: float | Schedule = 1e-3,
         n_steps: int = 512,
         gamma: float = 0.99,
-        baseline: str = "value",
+        baseline: Baseline = "value",
         normalize_advantage: bool = False,
         ent_coef: float = 0.0,
         vf_coef: float = 0.5,
         max_grad_norm: float | None = 0.5,
-        incomplete_episodes: str = "carry",
+        incomplete_episodes: IncompleteEpisodes = "carry",
         carry_ratio_clip: float = 1.0,
         carry_max_steps: int = 10_000,
         use_sde: bool = False,
@@ -291,7 +313,25 @@ class REINFORCE(OnPolicyAlgorithm):
         if _init_setup_model:
             self._setup_model()
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "REINFORCE":
+        # Before __init__, so that an A2C/PPO argument gets its reason rather than Python's "unexpected keyword".
+        _refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}()")
+        return super().__new__(cls)
+
     def _setup_model(self) -> None:
+        # Every way in ends here (the constructor, and load with its kwargs and custom_objects): check what was set.
+        _validate_hyperparameters(
+            learning_rate=self.learning_rate,
+            n_steps=self.n_steps,
+            gamma=self.gamma,
+            baseline=self.baseline,
+            ent_coef=self.ent_coef,
+            vf_coef=self.vf_coef,
+            max_grad_norm=self.max_grad_norm,
+            incomplete_episodes=self.incomplete_episodes,
+            carry_ratio_clip=self.carry_ratio_clip,
+            carry_max_steps=self.carry_max_steps,
+        )
         _check_spaces(self.observation_space, self.action_space)
         if self.rollout_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
@@ -651,6 +691,43 @@ class REINFORCE(OnPolicyAlgorithm):
         self.policy.optimizer.step()
         return grad_norm
 
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        Save the model as SB3 does (a zip file; ``.zip`` is added to a path without a suffix, missing folders are
+        created), but atomically for a path: the zip is written to a temporary file beside the target, flushed to
+        disk, then renamed onto it. A process killed during the save leaves the previous save intact (and at worst a
+        stray temporary ``.NAME.*.tmp``); an exception removes the temporary file. A file-like object is written to
+        directly, as in SB3.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            super().save(path, exclude, include)
+            return
+        target = pathlib.Path(path)
+        if target.suffix == "":
+            target = pathlib.Path(f"{target}.zip")
+        if target.is_dir():  # as SB3's save_to_zip_file
+            warnings.warn(f"Path '{target}' is a folder. Will save instead to {target}_2", stacklevel=2)
+            target = pathlib.Path(f"{target}_2")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                super().save(file, exclude, include)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0o600 -> what open() would have given
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        _fsync_directory(target.parent)
+
     @classmethod
     def load(  # type: ignore[override]
         cls: type[SelfREINFORCE],
@@ -670,6 +747,7 @@ class REINFORCE(OnPolicyAlgorithm):
             saved by another algorithm (A2C, PPO, ...).
         """
         _check_save_file(path)
+        _refuse_not_reinforce_arguments({**(custom_objects or {}), **kwargs}, f"{cls.__name__}.load()")
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as error:
@@ -794,6 +872,35 @@ def _check_save_file(path: str | pathlib.Path | io.BufferedIOBase) -> None:
     missing = [name for name in ("policy.pth", "policy.optimizer.pth") if name not in members]
     if missing:
         raise ValueError(f"{path} is an incomplete REINFORCE save: it has no {', '.join(missing)}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _refuse_not_reinforce_arguments(arguments: dict[str, Any], where: str) -> None:
+    """Raise a ``TypeError`` for an A2C/PPO argument REINFORCE does not have, saying why and what to use instead."""
+    for name in arguments:
+        if name in NOT_REINFORCE_ARGUMENTS:
+            raise TypeError(
+                f"{where} got {name!r}, an A2C/PPO argument that REINFORCE does not have: {NOT_REINFORCE_ARGUMENTS[name]}"
+            )
 
 
 def _validate_hyperparameters(

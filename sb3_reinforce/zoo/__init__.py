@@ -197,7 +197,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, args = argv[0], argv[1:]
     if command not in (*COMMANDS, "best"):
-        raise SystemExit(f"Unknown command {command!r}; choose one of: {', '.join([*COMMANDS, 'best'])}")
+        # A usage error: exit status 2, as argparse gives.
+        print(
+            f"sb3-reinforce-zoo: unknown command {command!r}; choose one of: {', '.join([*COMMANDS, 'best'])}", file=sys.stderr
+        )
+        raise SystemExit(2)
     try:
         register()
     except ImportError as error:

@@ -142,6 +142,8 @@ def main(argv: list[str], default_conf: str) -> None:
 
     try:
         study = optuna.load_study(study_name=args.study_name, storage=open_storage(args.storage))
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from error
     except KeyError as error:
         raise SystemExit(f"No study {args.study_name!r} in {display_url(args.storage)}") from error
     env = args.env or env_of_study(study)

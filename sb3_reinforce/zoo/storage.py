@@ -12,6 +12,7 @@ finished. Nothing of rl_zoo3 is copied; both are replaced only for the duration 
 """
 
 import contextlib
+import os
 import random
 import time
 import warnings
@@ -44,8 +45,29 @@ def display_url(url: str) -> str:
         return url
 
 
-def open_storage(storage: str) -> optuna.storages.BaseStorage | str:
-    """What Optuna should get for rl_zoo3's ``--storage`` value when reading a study (no heartbeat needed)."""
+def storage_file(storage: str) -> str | None:
+    """The file a ``--storage`` value lives in (a JournalFile ``.log``, an SQLite database), ``None`` for a server."""
+    if is_journal(storage):
+        return storage
+    if storage.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(storage).database
+        return database if database and database != ":memory:" and not database.startswith("file:") else None
+    return None
+
+
+def open_storage(storage: str, create: bool = False) -> optuna.storages.BaseStorage | str:
+    """
+    What Optuna should get for rl_zoo3's ``--storage`` value when reading a study (no heartbeat needed).
+
+    :param create: Whether a JournalFile or SQLite storage that does not exist yet may be created.
+    :raises FileNotFoundError: for a JournalFile or SQLite storage whose file does not exist, unless ``create``
+        (Optuna would create an empty one).
+    """
+    path = storage_file(storage)
+    if not create and path is not None and not os.path.isfile(path):
+        raise FileNotFoundError(f"The storage {storage} does not exist (no file {path})")
     if is_journal(storage):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))  # type: ignore[attr-defined]
     return storage

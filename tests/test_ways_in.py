@@ -1,0 +1,222 @@
+"""
+Every way into a model checks its input as the constructor does (load with kwargs and custom_objects, the zoo's
+``-i ... -params``, policy files, ``best``, type checkers), and a crash during ``save`` never destroys the previous
+save. Each case is written the way a user meets it.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_reinforce import REINFORCE
+from sb3_reinforce.reinforce import MlpPolicy
+from sb3_reinforce.reinforce.reinforce import NOT_REINFORCE_ARGUMENTS
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("saved") / "half.zip"
+    REINFORCE("MlpPolicy", "CartPole-v1", n_steps=64, seed=0).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("load_kwargs", "message"),
+    [
+        (dict(custom_objects={"baseline": "valeu"}), "baseline must be one of 'none', 'mean', 'value', got 'valeu'"),
+        (dict(custom_objects={"gamma": 1.5}), r"gamma must be a number in \[0, 1\], got 1.5"),
+        (dict(custom_objects={"n_steps": 0}), "n_steps must be an integer >= 1, got 0"),
+        (dict(gamma=7.0), r"gamma must be a number in \[0, 1\], got 7.0"),
+        (dict(incomplete_episodes="drop", max_grad_norm=-1.0), "max_grad_norm must be a positive finite number"),
+        (
+            dict(custom_objects={"incomplete_episodes": "bootstrap", "baseline": "mean"}),
+            "incomplete_episodes='bootstrap' needs a critic",
+        ),
+    ],
+)
+def test_load_checks_kwargs_and_custom_objects_as_the_constructor_does(saved, load_kwargs, message):
+    env = make_vec_env("CartPole-v1", n_envs=2)
+    with pytest.raises(ValueError, match=message):
+        REINFORCE.load(saved, env=env, **load_kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_REINFORCE_ARGUMENTS))
+def test_a2c_and_ppo_arguments_say_why_they_do_not_apply(saved, name):
+    with pytest.raises(TypeError, match=rf"REINFORCE\(\) got '{name}', an A2C/PPO argument that REINFORCE does not"):
+        REINFORCE("MlpPolicy", "CartPole-v1", **{name: 1})
+    with pytest.raises(TypeError, match=rf"REINFORCE.load\(\) got '{name}'"):
+        REINFORCE.load(saved, **{name: 1})
+
+
+def test_the_a2c_argument_messages_name_the_reinforce_counterpart():
+    assert "baseline='value' with incomplete_episodes='bootstrap'" in NOT_REINFORCE_ARGUMENTS["gae_lambda"]
+    assert "policy_kwargs=dict(optimizer_class=th.optim.RMSprop)" in NOT_REINFORCE_ARGUMENTS["use_rms_prop"]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_stepz'"):  # any other name: Python's error
+        REINFORCE("MlpPolicy", "CartPole-v1", n_stepz=3)
+
+
+def test_an_unknown_baseline_set_after_construction_fails_loudly():
+    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, baseline="mean", seed=0)
+    model.baseline = "valeu"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        model.learn(256)  # the first update after an episode ends
+
+
+def test_a_policy_file_without_reinforce_options_loads_with_sb3s_policy(tmp_path):
+    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = ActorCriticPolicy.load(tmp_path / "policy.pth")
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(policy.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+def test_a_policy_file_with_reinforce_options_names_its_loader(tmp_path):
+    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0, policy_kwargs=dict(action_prob_floor=0.1))
+    model.policy.save(tmp_path / "policy.pth")
+    with pytest.raises(TypeError, match=r"load this file with sb3_reinforce\.reinforce\.MlpPolicy\.load"):
+        ActorCriticPolicy.load(tmp_path / "policy.pth")
+    policy = MlpPolicy.load(tmp_path / "policy.pth")
+    assert policy.action_prob_floor == 0.1 and policy.min_std == 0.0
+    for ours, theirs in zip(policy.state_dict().values(), model.policy.state_dict().values(), strict=True):
+        assert th.equal(ours, theirs)
+
+
+ZOO_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+
+def zoo(args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sb3_reinforce.zoo", *args.split()]
+    return subprocess.run(command, cwd=cwd, env=ZOO_ENV, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("baseline:'valeu'", "baseline must be one of 'none', 'mean', 'value', got 'valeu'"),
+        ("gamma:1.5", "gamma must be a number in [0, 1], got 1.5"),
+        ("n_steps:0", "n_steps must be an integer >= 1, got 0"),
+    ],
+)
+def test_zoo_continue_training_checks_params_before_training_or_writing(tmp_path, saved, params, message):
+    pytest.importorskip("rl_zoo3")
+    result = zoo(
+        f"train --algo reinforce --env CartPole-v1 -i {saved} -n 256 -f logs --num-threads 1 -params {params}", tmp_path
+    )
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert not list(tmp_path.rglob("config.yml")) and not list(tmp_path.rglob("*.zip"))
+
+
+@pytest.mark.parametrize("storage", ["sqlite:///missing.db", "missing.log"])
+def test_best_on_a_missing_storage_says_so_and_creates_nothing(tmp_path, storage):
+    pytest.importorskip("optuna")
+    result = zoo(f"best --storage {storage} --study-name s", tmp_path)
+    assert result.returncode == 1
+    assert f"The storage {storage} does not exist" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zoo_without_a_command_prints_its_usage_and_a_wrong_one_is_a_usage_error(tmp_path):
+    result = zoo("", tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("usage: sb3-reinforce-zoo COMMAND")
+    result = zoo("trian", tmp_path)
+    assert result.returncode == 2 and "unknown command 'trian'" in result.stderr
+
+
+def test_mypy_checks_a_user_script_against_the_installed_package(tmp_path):
+    """The README's editable install is a path entry: mypy finds the package and its py.typed from anywhere."""
+    pytest.importorskip("mypy")
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from sb3_reinforce import REINFORCE
+
+            good = REINFORCE("MlpPolicy", "CartPole-v1", baseline="mean", incomplete_episodes="drop")
+            bad = REINFORCE("MlpPolicy", "CartPole-v1", baseline="valeu")
+            """
+        )
+    )
+    command = [sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent", script.name]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "Cannot find implementation or library stub" not in result.stdout, result.stdout
+    assert result.returncode == 1, result.stdout
+    assert 'user_script.py:5: error: Argument "baseline" to "REINFORCE" has incompatible type' in result.stdout
+    assert result.stdout.count("error:") == 1, result.stdout
+
+
+SAVING_FOREVER = """
+import sys
+import torch as th
+from sb3_reinforce import REINFORCE
+
+th.set_num_threads(1)
+model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, policy_kwargs=dict(net_arch=[1024, 1024, 1024]))
+model.save(sys.argv[1])
+print("saved", flush=True)
+while True:
+    model.save(sys.argv[1])
+"""
+
+
+def test_a_process_killed_while_saving_leaves_the_previous_save_loadable(tmp_path):
+    """SIGKILL at a random moment while a large model is saved again and again (8 times out of 8 on SB3's save)."""
+    generator = random.Random(0)
+    for attempt in range(8):
+        path = tmp_path / f"attempt{attempt}" / "model"  # the suffix-less form: SB3 adds .zip
+        process = subprocess.Popen([sys.executable, "-c", SAVING_FOREVER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stdout.readline().strip() == "saved"
+        time.sleep(generator.uniform(0.05, 0.8))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        model = REINFORCE.load(path.with_suffix(".zip"))
+        assert model.policy.mlp_extractor.policy_net[0].out_features == 1024
+
+
+def test_an_exception_during_a_save_keeps_the_previous_save_and_leaves_no_temporary_file(tmp_path):
+    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
+    model.save(tmp_path / "model")
+    before = (tmp_path / "model.zip").read_bytes()
+    model.learn(16)
+
+    def failing_save(obj, file, *args, **kwargs):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    with mock.patch("stable_baselines3.common.save_util.th.save", failing_save), pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]
+    assert (tmp_path / "model.zip").read_bytes() == before
+    REINFORCE.load(tmp_path / "model.zip")
+
+
+def test_save_writes_paths_and_file_objects(tmp_path):
+    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
+    model.save(str(tmp_path / "sub" / "model"))  # missing folder created, .zip added, as in SB3
+    model.save(tmp_path / "named.zip")
+    with open(tmp_path / "object.zip", "wb") as file:
+        model.save(file)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["model.zip", "named.zip", "object.zip"]
+    for path in ("sub/model.zip", "named.zip", "object.zip"):
+        assert REINFORCE.load(tmp_path / path).n_steps == 16
+    assert oct((tmp_path / "named.zip").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
