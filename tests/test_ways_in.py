@@ -60,6 +60,9 @@ def test_a2c_and_ppo_arguments_say_why_they_do_not_apply(saved, name):
         REINFORCE("MlpPolicy", "CartPole-v1", **{name: 1})
     with pytest.raises(TypeError, match=rf"REINFORCE.load\(\) got '{name}'"):
         REINFORCE.load(saved, **{name: 1})
+    # custom_objects only replace saved entries (rl_zoo3's enjoy passes clip_range and learning_rate=0 for any algorithm)
+    model = REINFORCE.load(saved, custom_objects={name: 1, "learning_rate": 0.0, "lr_schedule": lambda _: 0.0})
+    assert model.learning_rate == 0.0
 
 
 def test_the_a2c_argument_messages_name_the_reinforce_counterpart():

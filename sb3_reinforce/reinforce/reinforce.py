@@ -747,7 +747,8 @@ class REINFORCE(OnPolicyAlgorithm):
             saved by another algorithm (A2C, PPO, ...).
         """
         _check_save_file(path)
-        _refuse_not_reinforce_arguments({**(custom_objects or {}), **kwargs}, f"{cls.__name__}.load()")
+        # Only kwargs: custom_objects replace saved entries and ignore others (rl_zoo3's enjoy passes clip_range).
+        _refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}.load()")
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as error:
@@ -923,8 +924,9 @@ def _validate_hyperparameters(
     def is_int(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
-    if not callable(learning_rate) and not (is_real(learning_rate) and 0 < learning_rate < math.inf):
-        raise ValueError(f"learning_rate must be a positive finite number or a schedule (callable), got {learning_rate!r}")
+    # 0 is allowed: a frozen policy (rl_zoo3's enjoy loads models with learning_rate=0).
+    if not callable(learning_rate) and not (is_real(learning_rate) and 0 <= learning_rate < math.inf):
+        raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule (callable), got {learning_rate!r}")
     if not is_int(n_steps) or n_steps < 1:
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
     if not is_real(gamma) or not 0.0 <= gamma <= 1.0:
