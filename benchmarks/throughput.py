@@ -40,7 +40,7 @@ class UnguardedREINFORCE(REINFORCE):
     """REINFORCE without its non-finite checks: the "before" of the guards' cost, for this benchmark only."""
 
     def collect_rollouts(self, *args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
-        checks = ("_check_finite", "_check_finite_rollout")
+        checks = ("check_finite", "check_finite_rollout")
         originals = {name: getattr(reinforce_module, name) for name in checks}
         for name in checks:
             setattr(reinforce_module, name, lambda *_, **__: None)
@@ -92,7 +92,7 @@ def guard_share(env_id: str, n_envs: int, n_steps: int, timesteps: int) -> float
     once per rollout), timed inside one run, so that the machine's noise affects both sides alike. The loss and
     gradient checks run once per update and are left out.
     """
-    checks = ("_check_finite", "_check_finite_rollout")
+    checks = ("check_finite", "check_finite_rollout")
     originals = {name: getattr(reinforce_module, name) for name in checks}
     spent = 0.0
 

@@ -10,7 +10,7 @@ from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityE
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_reinforce import REINFORCE
-from sb3_reinforce.reinforce.policies import mix_with_uniform
+from sb3_reinforce.reinforce.distributions import mix_with_uniform
 from tests.envs import MatchTargetEnv
 
 FLOOR = 0.2

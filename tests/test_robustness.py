@@ -187,7 +187,7 @@ def test_non_finite_loss_raises_and_leaves_model_and_optimizer_unchanged():
 
 
 def test_the_finite_check_names_the_env_index_the_step_and_ignores_integer_observations():
-    from sb3_reinforce.reinforce.reinforce import _check_finite
+    from sb3_reinforce.reinforce.checks import check_finite as _check_finite
 
     rewards = np.zeros(3, dtype=np.float32)
     _check_finite("reward", rewards, 1)

@@ -22,7 +22,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_reinforce import REINFORCE
 from sb3_reinforce.reinforce import MlpPolicy
-from sb3_reinforce.reinforce.reinforce import NOT_REINFORCE_ARGUMENTS
+from sb3_reinforce.reinforce.checks import NOT_REINFORCE_ARGUMENTS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,17 +1,9 @@
-import contextlib
-import inspect
 import io
-import json
 import math
 import os
 import pathlib
-import pickle
-import tempfile
-import warnings
-import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar, get_args
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
@@ -26,139 +18,33 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer
+from sb3_reinforce.reinforce.carry import Batch, HeldOver, Steps, assemble_batch
+from sb3_reinforce.reinforce.checks import (
+    BASELINES,
+    Baseline,
+    IncompleteEpisodes,
+    NonFiniteError,
+    check_finite,
+    check_finite_rollout,
+    check_spaces,
+    policy_kwargs_error,
+    refuse_not_reinforce_arguments,
+    validate_hyperparameters,
+)
 from sb3_reinforce.reinforce.estimator import (
     compute_advantages,
-    discounted_returns,
     policy_gradient_loss,
     return_scale,
     truncated_importance_weights,
     update_return_moments,
 )
-from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, _BoundedDistributionMixin
+from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_reinforce.reinforce.save_file import atomic_write, check_save_file, load_errors, save_target
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
-Obs = np.ndarray | dict[str, np.ndarray]
-
-Baseline = Literal["none", "mean", "value"]
-IncompleteEpisodes = Literal["carry", "drop", "bootstrap"]
-BASELINES: tuple[str, ...] = get_args(Baseline)
-INCOMPLETE_EPISODES: tuple[str, ...] = get_args(IncompleteEpisodes)
-# A2C / PPO arguments that REINFORCE does not have, with why and what to use instead (drop-in comparisons).
-NOT_REINFORCE_ARGUMENTS = {
-    "gae_lambda": "REINFORCE uses Monte Carlo returns, not GAE; for A2C's estimator (critic bootstrap at the rollout's "
-    "end) use baseline='value' with incomplete_episodes='bootstrap'",
-    "use_rms_prop": "REINFORCE uses the policy's optimizer (Adam by default); for RMSprop pass "
-    "policy_kwargs=dict(optimizer_class=th.optim.RMSprop)",
-    "rms_prop_eps": "REINFORCE uses the policy's optimizer (Adam by default); for RMSprop pass "
-    "policy_kwargs=dict(optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict(eps=...))",
-    "batch_size": "REINFORCE takes one gradient step on the whole rollout (n_steps * n_envs steps); there are no minibatches",
-    "n_epochs": "REINFORCE takes one gradient step per rollout; several epochs on the same rollout would need PPO's "
-    "clipped objective (the policy gradient is only valid for the policy that sampled the steps)",
-    "clip_range": "REINFORCE has no PPO ratio clipping; its one step per rollout is bounded by max_grad_norm",
-    "clip_range_vf": "REINFORCE does not clip the critic; the critic (baseline='value') is trained on standardised returns",
-    "target_kl": "REINFORCE takes one gradient step per rollout, so there is no early stopping on the KL divergence",
-}
-SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
-SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
 # Weight of the past in the running mean and variance of returns (``baseline="mean"`` and ``"value"``).
 RETURN_MOMENTS_MOMENTUM = 0.9
-
-
-class NonFiniteError(ValueError):
-    """A NaN or infinity in an observation, a reward, the loss or a gradient; raised before any weight changes."""
-
-
-def _index_obs(obs: Obs, index: Any) -> Obs:
-    if isinstance(obs, dict):
-        return {key: value[index] for key, value in obs.items()}
-    return obs[index]
-
-
-def _concat_obs(parts: list[Obs]) -> Obs:
-    first = parts[0]
-    if isinstance(first, dict):
-        return {key: np.concatenate([part[key] for part in parts]) for key in first}  # type: ignore[index]
-    return np.concatenate(parts)  # type: ignore[arg-type]
-
-
-@dataclass
-class _Steps:
-    """Steps of one or more envs, flattened: what a batch, or an unfinished episode held over, is made of."""
-
-    observations: Obs
-    actions: np.ndarray
-    rewards: np.ndarray
-    log_probs: np.ndarray  # log-probabilities under the policy that sampled the actions
-
-    def __len__(self) -> int:
-        return len(self.log_probs)
-
-    def take(self, index: Any) -> "_Steps":
-        return _Steps(_index_obs(self.observations, index), self.actions[index], self.rewards[index], self.log_probs[index])
-
-    def copy(self) -> "_Steps":
-        observations = (
-            {key: value.copy() for key, value in self.observations.items()}
-            if isinstance(self.observations, dict)
-            else self.observations.copy()
-        )
-        return _Steps(observations, self.actions.copy(), self.rewards.copy(), self.log_probs.copy())
-
-    @staticmethod
-    def concat(parts: list["_Steps"]) -> "_Steps":
-        if len(parts) == 1:
-            return parts[0]
-        return _Steps(
-            _concat_obs([part.observations for part in parts]),
-            np.concatenate([part.actions for part in parts]),
-            np.concatenate([part.rewards for part in parts]),
-            np.concatenate([part.log_probs for part in parts]),
-        )
-
-
-@dataclass
-class _Batch:
-    """The steps of one update: their returns, and which of them were carried over from an earlier rollout."""
-
-    steps: _Steps
-    returns: np.ndarray
-    carried: np.ndarray  # bool, True for steps sampled by an earlier policy
-    n_fresh: int  # steps of this rollout that are used
-
-
-def _check_finite(name: str, values: Obs, rollout_step: int, first_env: int = 0) -> None:
-    """
-    Raise a :class:`NonFiniteError` naming the env and the step if a float array of ``values`` (one row per env,
-    the first being env ``first_env``) holds a NaN or an infinity.
-    """
-    arrays = values.values() if isinstance(values, dict) else (values,)
-    for array in arrays:
-        # One reduction first: NaN and infinities propagate through a sum (taken in float64, so that finite float32
-        # values cannot overflow it); only if it is not finite are the values looked at one by one.
-        if array.dtype.kind != "f" or math.isfinite(array.sum(dtype=np.float64)):
-            continue
-        non_finite = ~np.isfinite(array.reshape(len(array), -1))
-        if not non_finite.any():  # float64 values so large that their sum overflowed
-            continue
-        bad = np.argwhere(non_finite)[0, 0]
-        raise NonFiniteError(
-            f"Non-finite {name} from env index {first_env + bad} at step {rollout_step} of the rollout: "
-            f"{array[bad]!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
-        )
-
-
-def _check_finite_rollout(name: str, values: Obs, first_step: int) -> None:
-    """
-    ``_check_finite`` for a whole rollout, ``(n_steps, n_envs, ...)`` per array: one reduction when all is finite.
-
-    :param first_step: The step of the rollout that produced the first row (0: the observation it started from)
-    """
-    arrays = list(values.values()) if isinstance(values, dict) else [values]
-    if all(array.dtype.kind != "f" or math.isfinite(array.sum(dtype=np.float64)) for array in arrays):
-        return
-    for row in range(len(arrays[0])):
-        _check_finite(name, _index_obs(values, row), first_step + row)
 
 
 class REINFORCE(OnPolicyAlgorithm):
@@ -266,7 +152,7 @@ class REINFORCE(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        _validate_hyperparameters(
+        validate_hyperparameters(
             learning_rate=learning_rate,
             n_steps=n_steps,
             gamma=gamma,
@@ -308,19 +194,19 @@ class REINFORCE(OnPolicyAlgorithm):
         # Running (mean, variance) of returns; saved with the model so that training resumes where it stopped.
         self._return_moments: tuple[float, float] | None = None
         # Per env, the steps of its running episode held over from earlier rollouts (incomplete_episodes="carry").
-        self._carry: list[_Steps | None] = []
+        self._carry: HeldOver = []
 
         if _init_setup_model:
             self._setup_model()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "REINFORCE":
         # Before __init__, so that an A2C/PPO argument gets its reason rather than Python's "unexpected keyword".
-        _refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}()")
+        refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}()")
         return super().__new__(cls)
 
     def _setup_model(self) -> None:
         # Every way in ends here (the constructor, and load with its kwargs and custom_objects): check what was set.
-        _validate_hyperparameters(
+        validate_hyperparameters(
             learning_rate=self.learning_rate,
             n_steps=self.n_steps,
             gamma=self.gamma,
@@ -332,7 +218,7 @@ class REINFORCE(OnPolicyAlgorithm):
             carry_ratio_clip=self.carry_ratio_clip,
             carry_max_steps=self.carry_max_steps,
         )
-        _check_spaces(self.observation_space, self.action_space)
+        check_spaces(self.observation_space, self.action_space)
         if self.rollout_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = ReinforceDictRolloutBuffer if is_dict else ReinforceRolloutBuffer
@@ -341,8 +227,10 @@ class REINFORCE(OnPolicyAlgorithm):
                 "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer "
                 f"(REINFORCE needs the episode ends they record), got {self.rollout_buffer_class.__name__}"
             )
-        _check_policy_kwargs(self.policy_class, self.policy_kwargs)
-        super()._setup_model()
+        try:
+            super()._setup_model()
+        except TypeError as error:  # SB3 builds the policy with policy_kwargs: name the key it refused
+            raise policy_kwargs_error(error, self.policy_class, self.policy_kwargs) from error
         self._carry = [None] * self.n_envs
         if self._return_moments is not None:  # a loaded model: saved as a JSON list
             mean, var = self._return_moments
@@ -351,7 +239,7 @@ class REINFORCE(OnPolicyAlgorithm):
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         # Reject unsupported spaces before SB3's wrappers fail on them with a less helpful error.
-        _check_spaces(env.observation_space, env.action_space)
+        check_spaces(env.observation_space, env.action_space)
         return OnPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _excluded_save_params(self) -> list[str]:
@@ -412,7 +300,7 @@ class REINFORCE(OnPolicyAlgorithm):
             self.policy.reset_noise(env.num_envs)
 
         callback.on_rollout_start()
-        _check_finite("observation", self._last_obs, 0)  # type: ignore[arg-type]
+        check_finite("observation", self._last_obs, 0)  # type: ignore[arg-type]
 
         while n_steps < n_rollout_steps:
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
@@ -426,7 +314,7 @@ class REINFORCE(OnPolicyAlgorithm):
                     log_probs = distribution.log_prob(sampled)
             except (ValueError, RuntimeError):
                 # torch refuses a distribution with NaN parameters: name the observation that caused it, if one did.
-                _check_finite("observation", self._last_obs, n_steps)  # type: ignore[arg-type]
+                check_finite("observation", self._last_obs, n_steps)  # type: ignore[arg-type]
                 raise
             actions = sampled.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
 
@@ -461,9 +349,9 @@ class REINFORCE(OnPolicyAlgorithm):
         # Observations and rewards are checked once per rollout (a check at every step would cost several percent of
         # the throughput with one env), before anything is learnt from them. A non-finite observation usually stops
         # collection earlier, when torch refuses the policy's distribution for it (see above).
-        _check_finite_rollout("observation", rollout_buffer.observations, first_step=0)  # type: ignore[arg-type]
-        _check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
-        _check_finite_rollout("reward", rollout_buffer.rewards, first_step=1)
+        check_finite_rollout("observation", rollout_buffer.observations, first_step=0)  # type: ignore[arg-type]
+        check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
+        check_finite_rollout("reward", rollout_buffer.rewards, first_step=1)
 
         if self.incomplete_episodes == "bootstrap":
             with th.no_grad():
@@ -501,7 +389,7 @@ class REINFORCE(OnPolicyAlgorithm):
                     if isinstance(terminal_obs, dict)
                     else np.asarray(terminal_obs)[None]
                 )
-                _check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
+                check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
                 with th.no_grad():
                     critic[idx] = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
                 truncated[idx] = True
@@ -596,66 +484,29 @@ class REINFORCE(OnPolicyAlgorithm):
         """Whether some return of this rollout ends with a critic value (a time-limit truncation, or bootstrap)."""
         return self.incomplete_episodes == "bootstrap" or bool(self.rollout_buffer.truncated.any())
 
-    def _assemble_batch(self, critic_scale: tuple[float, float] | None = None) -> tuple[_Batch | None, list[_Steps | None]]:
+    def _assemble_batch(self, critic_scale: tuple[float, float] | None = None) -> tuple[Batch | None, HeldOver]:
         """
-        Returns of the rollout, the steps they are exact for (or bootstrapped), and the held-over steps.
+        :func:`~sb3_reinforce.reinforce.carry.assemble_batch` on the rollout just collected and the held-over steps.
 
         :param critic_scale: ``(mean, std)`` that maps the critic outputs recorded during the rollout to values, which
             then end truncated episodes (and, with ``incomplete_episodes="bootstrap"``, the rollout). ``None``: the
             returns the rewards alone give.
-        :return: The batch (``None`` when it is empty) and the held-over steps to keep if the update goes through.
         """
         buffer = self.rollout_buffer
         truncation_values = last_values = None
         if critic_scale is not None:
             truncation_values, last_values = buffer.critic_values(*critic_scale)
-        returns, complete = discounted_returns(
-            buffer.rewards,
+        rollout = Steps(buffer.observations, buffer.actions, buffer.rewards, buffer.log_probs)  # type: ignore[arg-type]
+        return assemble_batch(
+            rollout,
             buffer.dones,
             self.gamma,
-            last_values=last_values if self.incomplete_episodes == "bootstrap" else None,
+            self.incomplete_episodes,
+            self._carry,
+            self.carry_max_steps,
+            last_values=last_values,
             truncation_values=truncation_values,
         )
-        rollout = _Steps(buffer.observations, buffer.actions, buffer.rewards, buffer.log_probs)  # type: ignore[arg-type]
-        used = np.ones_like(complete) if self.incomplete_episodes == "bootstrap" else complete
-        used_index = np.nonzero(used)
-        parts, part_returns = [rollout.take(used_index)], [returns[used_index]]
-        n_fresh = len(part_returns[0])
-
-        next_carry: list[_Steps | None] = [None] * buffer.n_envs
-        if self.incomplete_episodes == "carry":
-            for env_idx in range(buffer.n_envs):
-                held = self._carry[env_idx]
-                if held is not None and complete[0, env_idx]:
-                    # The held-over episode ended in this rollout: its return continues into this rollout's first step.
-                    held_returns, _ = discounted_returns(
-                        held.rewards[:, None],
-                        np.zeros((len(held), 1), dtype=bool),
-                        self.gamma,
-                        last_values=returns[0, env_idx : env_idx + 1],
-                    )
-                    parts.append(held)
-                    part_returns.append(held_returns[:, 0])
-                    held = None
-                first_open = int(complete[:, env_idx].sum())
-                if first_open < buffer.buffer_size:
-                    # Copies, not views: a view would keep this whole rollout buffer alive while the episode runs on.
-                    open_steps = rollout.take((slice(first_open, None), env_idx)).copy()
-                    held = open_steps if held is None else _Steps.concat([held, open_steps])
-                    if len(held) > self.carry_max_steps:
-                        held = held.take(slice(len(held) - self.carry_max_steps, None)).copy()
-                next_carry[env_idx] = held
-        elif self.incomplete_episodes not in ("drop", "bootstrap"):
-            raise ValueError(
-                f"incomplete_episodes must be one of {', '.join(map(repr, INCOMPLETE_EPISODES))}, "
-                f"got {self.incomplete_episodes!r}"
-            )
-
-        carried = np.zeros(sum(len(part) for part in parts), dtype=bool)
-        carried[n_fresh:] = True
-        if len(carried) == 0:
-            return None, next_carry
-        return _Batch(_Steps.concat(parts), np.concatenate(part_returns), carried, n_fresh), next_carry
 
     def _evaluate_actions(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
         """Log-probabilities and entropy of the actions, and the critic values (``None`` without a critic)."""
@@ -665,7 +516,7 @@ class REINFORCE(OnPolicyAlgorithm):
         distribution = self.policy.get_distribution(observations)
         return distribution.log_prob(actions), distribution.entropy(), None
 
-    def _importance_weights(self, log_prob: th.Tensor, batch: _Batch) -> th.Tensor | None:
+    def _importance_weights(self, log_prob: th.Tensor, batch: Batch) -> th.Tensor | None:
         """1 for this rollout's steps, the clipped ratio for carried ones; ``None`` when nothing is carried."""
         if not batch.carried.any():
             return None
@@ -699,34 +550,14 @@ class REINFORCE(OnPolicyAlgorithm):
     ) -> None:
         """
         Save the model as SB3 does (a zip file; ``.zip`` is added to a path without a suffix, missing folders are
-        created), but atomically for a path: the zip is written to a temporary file beside the target, flushed to
-        disk, then renamed onto it. A process killed during the save leaves the previous save intact (and at worst a
-        stray temporary ``.NAME.*.tmp``); an exception removes the temporary file. A file-like object is written to
-        directly, as in SB3.
+        created), but atomically for a path: written beside the target, flushed to disk, then renamed onto it, so that
+        a process killed during the save leaves the previous save intact. A file-like object is written to directly.
         """
         if not isinstance(path, (str, os.PathLike)):
             super().save(path, exclude, include)
             return
-        target = pathlib.Path(path)
-        if target.suffix == "":
-            target = pathlib.Path(f"{target}.zip")
-        if target.is_dir():  # as SB3's save_to_zip_file
-            warnings.warn(f"Path '{target}' is a folder. Will save instead to {target}_2", stacklevel=2)
-            target = pathlib.Path(f"{target}_2")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                super().save(file, exclude, include)
-                file.flush()
-                os.fsync(file.fileno())
-            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0o600 -> what open() would have given
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        _fsync_directory(target.parent)
+        with atomic_write(save_target(path)) as file:
+            super().save(file, exclude, include)
 
     @classmethod
     def load(  # type: ignore[override]
@@ -746,18 +577,11 @@ class REINFORCE(OnPolicyAlgorithm):
         :raises ValueError: when the file is not a zip archive, is truncated or corrupted, is not an SB3 save, or was
             saved by another algorithm (A2C, PPO, ...).
         """
-        _check_save_file(path)
+        check_save_file(path)
         # Only kwargs: custom_objects replace saved entries and ignore others (rl_zoo3's enjoy passes clip_range).
-        _refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}.load()")
-        try:
+        refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}.load()")
+        with load_errors(path):
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as error:
-            # torch.load of a damaged weights file (or a member whose CRC does not match)
-            raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
-        except RuntimeError as error:
-            if "PytorchStreamReader" not in str(error):  # not about the file (e.g. the device)
-                raise
-            raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
 
     def learn(
         self: SelfREINFORCE,
@@ -787,190 +611,3 @@ class REINFORCE(OnPolicyAlgorithm):
         except BaseException:
             self._drop_held_over_steps()
             raise
-
-
-# Policy constructor arguments that REINFORCE passes itself, not through policy_kwargs.
-_SET_BY_THE_ALGORITHM = ("observation_space", "action_space", "lr_schedule", "use_sde")
-
-
-def _accepted_policy_kwargs(policy_class: type) -> set[str] | None:
-    """
-    Keyword arguments the policy's constructor accepts (``None``: any). Only our own policies are known to pass their
-    ``**kwargs`` on to SB3's unchanged; a user's class that takes ``**kwargs`` may use any key itself.
-    """
-    accepted: set[str] = set()
-    for klass in policy_class.__mro__:
-        if "__init__" not in vars(klass) or klass is object:
-            continue
-        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
-        accepted |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return accepted
-        if klass is not _BoundedDistributionMixin:
-            return None
-    return None
-
-
-def _check_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> None:
-    """Raise a ``ValueError`` naming the unknown ``policy_kwargs`` keys and listing the accepted ones."""
-    accepted = _accepted_policy_kwargs(policy_class)
-    if accepted is None:
-        return
-    accepted -= set(_SET_BY_THE_ALGORITHM)
-    unknown = sorted(set(policy_kwargs) - accepted)
-    if unknown:
-        set_by_us = [key for key in unknown if key in _SET_BY_THE_ALGORITHM]
-        hint = f" ({', '.join(set_by_us)}: pass it to REINFORCE itself, not in policy_kwargs)" if set_by_us else ""
-        raise ValueError(
-            f"policy_kwargs has unknown key(s) {', '.join(map(repr, unknown))}{hint}; "
-            f"{policy_class.__name__} accepts: {', '.join(sorted(accepted))}"
-        )
-
-
-def _check_save_file(path: str | pathlib.Path | io.BufferedIOBase) -> None:
-    """
-    Look at a save file's structure (its members and its ``data`` entry, not the weights) and raise one clear error
-    if it cannot be a REINFORCE save.
-    """
-    source: pathlib.Path | io.BufferedIOBase
-    if isinstance(path, (str, pathlib.Path)):
-        source = pathlib.Path(path)
-        if not source.exists() and pathlib.Path(f"{source}.zip").exists():  # as SB3's load: the suffix may be left out
-            source = pathlib.Path(f"{source}.zip")
-        if not source.exists():
-            raise FileNotFoundError(f"No saved model at {path} (nor at {path}.zip)")
-        if source.is_dir():
-            raise ValueError(f"{path} is a directory, not a model saved with REINFORCE.save() (a .zip file)")
-    else:
-        source = path
-    try:
-        with zipfile.ZipFile(source) as archive:
-            members = set(archive.namelist())
-            raw_data = archive.read("data").decode() if "data" in members else None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
-        raise ValueError(
-            f"{path} is not a model saved with save() (a zip file): truncated or another format? ({error})"
-        ) from error
-    finally:
-        if isinstance(source, io.BufferedIOBase):
-            source.seek(0)
-    if raw_data is None:
-        raise ValueError(
-            f"{path} is not a complete Stable-Baselines3 save: it has no 'data' entry (truncated, or not written by save())"
-        )
-    try:
-        data = json.loads(raw_data)
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{path} is not a readable Stable-Baselines3 save: its 'data' entry is corrupted ({error})"
-        ) from error
-    missing = [key for key in ("baseline", "incomplete_episodes") if key not in data]
-    if missing:
-        raise ValueError(
-            f"{path} is not a REINFORCE save: its data has no {', '.join(missing)}. Was it saved by another "
-            "algorithm (A2C, PPO, ...)? Load it with that algorithm's class."
-        )
-    missing = [name for name in ("policy.pth", "policy.optimizer.pth") if name not in members]
-    if missing:
-        raise ValueError(f"{path} is an incomplete REINFORCE save: it has no {', '.join(missing)}")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory: pathlib.Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def _refuse_not_reinforce_arguments(arguments: dict[str, Any], where: str) -> None:
-    """Raise a ``TypeError`` for an A2C/PPO argument REINFORCE does not have, saying why and what to use instead."""
-    for name in arguments:
-        if name in NOT_REINFORCE_ARGUMENTS:
-            raise TypeError(
-                f"{where} got {name!r}, an A2C/PPO argument that REINFORCE does not have: {NOT_REINFORCE_ARGUMENTS[name]}"
-            )
-
-
-def _validate_hyperparameters(
-    learning_rate: float | Schedule,
-    n_steps: int,
-    gamma: float,
-    baseline: str,
-    ent_coef: float,
-    vf_coef: float,
-    max_grad_norm: float | None,
-    incomplete_episodes: str,
-    carry_ratio_clip: float,
-    carry_max_steps: int,
-) -> None:
-    """Raise a ``ValueError`` naming the argument and what it accepts."""
-
-    def is_real(value: Any) -> bool:
-        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-    def is_int(value: Any) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-    # 0 is allowed: a frozen policy (rl_zoo3's enjoy loads models with learning_rate=0).
-    if not callable(learning_rate) and not (is_real(learning_rate) and 0 <= learning_rate < math.inf):
-        raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule (callable), got {learning_rate!r}")
-    if not is_int(n_steps) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-    if not is_real(gamma) or not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {baseline!r}")
-    if incomplete_episodes not in INCOMPLETE_EPISODES:
-        raise ValueError(
-            f"incomplete_episodes must be one of {', '.join(map(repr, INCOMPLETE_EPISODES))}, got {incomplete_episodes!r}"
-        )
-    if incomplete_episodes == "bootstrap" and baseline != "value":
-        raise ValueError(
-            f"incomplete_episodes='bootstrap' needs a critic: use baseline='value' (got baseline={baseline!r}), "
-            "or incomplete_episodes='carry' or 'drop'"
-        )
-    for name, value in (("ent_coef", ent_coef), ("vf_coef", vf_coef)):
-        if not is_real(value) or not 0.0 <= value < math.inf:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if max_grad_norm is not None and not (is_real(max_grad_norm) and 0.0 < max_grad_norm < math.inf):
-        raise ValueError(f"max_grad_norm must be a positive finite number, or None to disable clipping, got {max_grad_norm!r}")
-    if not is_real(carry_ratio_clip) or not 0.0 < carry_ratio_clip < math.inf:
-        raise ValueError(f"carry_ratio_clip must be a positive finite number, got {carry_ratio_clip!r}")
-    if not is_int(carry_max_steps) or carry_max_steps < 1:
-        raise ValueError(f"carry_max_steps must be an integer >= 1, got {carry_max_steps!r}")
-
-
-def _check_spaces(observation_space: spaces.Space | None, action_space: spaces.Space | None) -> None:
-    """Raise a ``TypeError`` listing what REINFORCE supports (spaces are ``None`` while loading without an env)."""
-
-    def names(kinds: tuple[type, ...]) -> str:
-        return ", ".join(kind.__name__ for kind in kinds)
-
-    if action_space is not None and not isinstance(action_space, SUPPORTED_ACTION_SPACES):
-        raise TypeError(
-            f"REINFORCE does not support the action space {action_space}; supported: {names(SUPPORTED_ACTION_SPACES)}"
-        )
-    if observation_space is None:
-        return
-    inner = SUPPORTED_OBSERVATION_SPACES[:-1]  # what a Dict observation may hold
-    if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES) or (
-        isinstance(observation_space, spaces.Dict)
-        and not all(isinstance(subspace, inner) for subspace in observation_space.spaces.values())
-    ):
-        raise TypeError(
-            f"REINFORCE does not support the observation space {observation_space}; "
-            f"supported: {names(SUPPORTED_OBSERVATION_SPACES)} (a Dict of {names(inner)}, not nested)"
-        )

@@ -1,0 +1,193 @@
+"""
+Everything REINFORCE checks about its input, in one place: the hyper-parameters (on every way in: the constructor,
+``load`` with its kwargs and ``custom_objects``), the spaces, ``policy_kwargs``, A2C/PPO arguments it does not have,
+and NaN or infinity in observations and rewards (:class:`NonFiniteError`).
+"""
+
+import inspect
+import math
+import re
+from typing import Any, Literal, get_args
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.type_aliases import Schedule
+
+Obs = np.ndarray | dict[str, np.ndarray]
+
+Baseline = Literal["none", "mean", "value"]
+IncompleteEpisodes = Literal["carry", "drop", "bootstrap"]
+BASELINES: tuple[str, ...] = get_args(Baseline)
+INCOMPLETE_EPISODES: tuple[str, ...] = get_args(IncompleteEpisodes)
+# A2C / PPO arguments that REINFORCE does not have, with why and what to use instead (drop-in comparisons).
+NOT_REINFORCE_ARGUMENTS = {
+    "gae_lambda": "REINFORCE uses Monte Carlo returns, not GAE; for A2C's estimator (critic bootstrap at the rollout's "
+    "end) use baseline='value' with incomplete_episodes='bootstrap'",
+    "use_rms_prop": "REINFORCE uses the policy's optimizer (Adam by default); for RMSprop pass "
+    "policy_kwargs=dict(optimizer_class=th.optim.RMSprop)",
+    "rms_prop_eps": "REINFORCE uses the policy's optimizer (Adam by default); for RMSprop pass "
+    "policy_kwargs=dict(optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict(eps=...))",
+    "batch_size": "REINFORCE takes one gradient step on the whole rollout (n_steps * n_envs steps); there are no minibatches",
+    "n_epochs": "REINFORCE takes one gradient step per rollout; several epochs on the same rollout would need PPO's "
+    "clipped objective (the policy gradient is only valid for the policy that sampled the steps)",
+    "clip_range": "REINFORCE has no PPO ratio clipping; its one step per rollout is bounded by max_grad_norm",
+    "clip_range_vf": "REINFORCE does not clip the critic; the critic (baseline='value') is trained on standardised returns",
+    "target_kl": "REINFORCE takes one gradient step per rollout, so there is no early stopping on the KL divergence",
+}
+SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
+SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
+
+
+class NonFiniteError(ValueError):
+    """A NaN or infinity in an observation, a reward, the loss or a gradient; raised before any weight changes."""
+
+
+def index_obs(obs: Obs, index: Any) -> Obs:
+    """``obs[index]`` for an array, or for each array of a Dict observation."""
+    if isinstance(obs, dict):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+def check_finite(name: str, values: Obs, rollout_step: int, first_env: int = 0) -> None:
+    """
+    Raise a :class:`NonFiniteError` naming the env and the step if a float array of ``values`` (one row per env,
+    the first being env ``first_env``) holds a NaN or an infinity.
+    """
+    arrays = values.values() if isinstance(values, dict) else (values,)
+    for array in arrays:
+        # One reduction first: NaN and infinities propagate through a sum (taken in float64, so that finite float32
+        # values cannot overflow it); only if it is not finite are the values looked at one by one.
+        if array.dtype.kind != "f" or math.isfinite(array.sum(dtype=np.float64)):
+            continue
+        non_finite = ~np.isfinite(array.reshape(len(array), -1))
+        if not non_finite.any():  # float64 values so large that their sum overflowed
+            continue
+        bad = np.argwhere(non_finite)[0, 0]
+        raise NonFiniteError(
+            f"Non-finite {name} from env index {first_env + bad} at step {rollout_step} of the rollout: "
+            f"{array[bad]!r}. REINFORCE stops before using it; check the environment (or its wrappers)."
+        )
+
+
+def check_finite_rollout(name: str, values: Obs, first_step: int) -> None:
+    """
+    :func:`check_finite` for a whole rollout, ``(n_steps, n_envs, ...)`` per array: one reduction when all is finite.
+
+    :param first_step: The step of the rollout that produced the first row (0: the observation it started from)
+    """
+    arrays = list(values.values()) if isinstance(values, dict) else [values]
+    if all(array.dtype.kind != "f" or math.isfinite(array.sum(dtype=np.float64)) for array in arrays):
+        return
+    for row in range(len(arrays[0])):
+        check_finite(name, index_obs(values, row), first_step + row)
+
+
+def refuse_not_reinforce_arguments(arguments: dict[str, Any], where: str) -> None:
+    """Raise a ``TypeError`` for an A2C/PPO argument REINFORCE does not have, saying why and what to use instead."""
+    for name in arguments:
+        if name in NOT_REINFORCE_ARGUMENTS:
+            raise TypeError(
+                f"{where} got {name!r}, an A2C/PPO argument that REINFORCE does not have: {NOT_REINFORCE_ARGUMENTS[name]}"
+            )
+
+
+def validate_hyperparameters(
+    learning_rate: float | Schedule,
+    n_steps: int,
+    gamma: float,
+    baseline: str,
+    ent_coef: float,
+    vf_coef: float,
+    max_grad_norm: float | None,
+    incomplete_episodes: str,
+    carry_ratio_clip: float,
+    carry_max_steps: int,
+) -> None:
+    """Raise a ``ValueError`` naming the argument and what it accepts."""
+
+    def is_real(value: Any) -> bool:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    # 0 is allowed: a frozen policy (rl_zoo3's enjoy loads models with learning_rate=0).
+    if not callable(learning_rate) and not (is_real(learning_rate) and 0 <= learning_rate < math.inf):
+        raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule (callable), got {learning_rate!r}")
+    if not is_int(n_steps) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    if not is_real(gamma) or not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {baseline!r}")
+    if incomplete_episodes not in INCOMPLETE_EPISODES:
+        raise ValueError(
+            f"incomplete_episodes must be one of {', '.join(map(repr, INCOMPLETE_EPISODES))}, got {incomplete_episodes!r}"
+        )
+    if incomplete_episodes == "bootstrap" and baseline != "value":
+        raise ValueError(
+            f"incomplete_episodes='bootstrap' needs a critic: use baseline='value' (got baseline={baseline!r}), "
+            "or incomplete_episodes='carry' or 'drop'"
+        )
+    for name, value in (("ent_coef", ent_coef), ("vf_coef", vf_coef)):
+        if not is_real(value) or not 0.0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if max_grad_norm is not None and not (is_real(max_grad_norm) and 0.0 < max_grad_norm < math.inf):
+        raise ValueError(f"max_grad_norm must be a positive finite number, or None to disable clipping, got {max_grad_norm!r}")
+    if not is_real(carry_ratio_clip) or not 0.0 < carry_ratio_clip < math.inf:
+        raise ValueError(f"carry_ratio_clip must be a positive finite number, got {carry_ratio_clip!r}")
+    if not is_int(carry_max_steps) or carry_max_steps < 1:
+        raise ValueError(f"carry_max_steps must be an integer >= 1, got {carry_max_steps!r}")
+
+
+def check_spaces(observation_space: spaces.Space | None, action_space: spaces.Space | None) -> None:
+    """Raise a ``TypeError`` listing what REINFORCE supports (spaces are ``None`` while loading without an env)."""
+
+    def names(kinds: tuple[type, ...]) -> str:
+        return ", ".join(kind.__name__ for kind in kinds)
+
+    if action_space is not None and not isinstance(action_space, SUPPORTED_ACTION_SPACES):
+        raise TypeError(
+            f"REINFORCE does not support the action space {action_space}; supported: {names(SUPPORTED_ACTION_SPACES)}"
+        )
+    if observation_space is None:
+        return
+    inner = SUPPORTED_OBSERVATION_SPACES[:-1]  # what a Dict observation may hold
+    if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES) or (
+        isinstance(observation_space, spaces.Dict)
+        and not all(isinstance(subspace, inner) for subspace in observation_space.spaces.values())
+    ):
+        raise TypeError(
+            f"REINFORCE does not support the observation space {observation_space}; "
+            f"supported: {names(SUPPORTED_OBSERVATION_SPACES)} (a Dict of {names(inner)}, not nested)"
+        )
+
+
+# Policy constructor arguments that REINFORCE passes itself, not through policy_kwargs.
+SET_BY_THE_ALGORITHM = ("observation_space", "action_space", "lr_schedule", "use_sde")
+
+
+def policy_kwargs_error(error: TypeError, policy_class: type, policy_kwargs: dict[str, Any]) -> Exception:
+    """
+    The error to raise when building the policy raised ``error``: a ``ValueError`` naming the ``policy_kwargs`` key
+    Python refused and, for REINFORCE's own policies, the keys they accept; ``error`` itself otherwise (a user's
+    policy class gets Python's message about its own signature).
+    """
+    match = re.search(r"(?:unexpected keyword argument|multiple values for (?:keyword )?argument) '(\w+)'", str(error))
+    if match is None or match[1] not in policy_kwargs:
+        return error
+    key = match[1]
+    if key in SET_BY_THE_ALGORITHM:
+        hint = f"{key}: pass it to REINFORCE itself, not in policy_kwargs"
+        return ValueError(f"policy_kwargs has unknown key(s) {key!r} ({hint})")
+    from sb3_reinforce.reinforce.policies import OUR_POLICIES
+
+    if policy_class not in OUR_POLICIES:
+        return error
+    sb3_policy = policy_class.__mro__[2]  # after the options mixin: SB3's actor-critic policy
+    accepted = {name for name in inspect.signature(vars(sb3_policy)["__init__"]).parameters if name != "self"}
+    accepted = (accepted | {"action_prob_floor", "min_std"}) - set(SET_BY_THE_ALGORITHM)
+    return ValueError(
+        f"policy_kwargs has unknown key(s) {key!r}; {policy_class.__name__} accepts: {', '.join(sorted(accepted))}"
+    )

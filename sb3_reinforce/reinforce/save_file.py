@@ -1,0 +1,131 @@
+"""
+Save files: what ``REINFORCE.load`` checks before SB3 reads a file, the errors it translates while SB3 reads it, and
+the atomic write behind ``REINFORCE.save`` (a crash during a save never destroys the previous save).
+"""
+
+import contextlib
+import io
+import json
+import os
+import pathlib
+import pickle
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator
+
+
+def check_save_file(path: str | pathlib.Path | io.BufferedIOBase) -> None:
+    """
+    Look at a save file's structure (its members and its ``data`` entry, not the weights) and raise one clear error
+    if it cannot be a REINFORCE save.
+    """
+    source: pathlib.Path | io.BufferedIOBase
+    if isinstance(path, (str, pathlib.Path)):
+        source = pathlib.Path(path)
+        if not source.exists() and pathlib.Path(f"{source}.zip").exists():  # as SB3's load: the suffix may be left out
+            source = pathlib.Path(f"{source}.zip")
+        if not source.exists():
+            raise FileNotFoundError(f"No saved model at {path} (nor at {path}.zip)")
+        if source.is_dir():
+            raise ValueError(f"{path} is a directory, not a model saved with REINFORCE.save() (a .zip file)")
+    else:
+        source = path
+    try:
+        with zipfile.ZipFile(source) as archive:
+            members = set(archive.namelist())
+            raw_data = archive.read("data").decode() if "data" in members else None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+        raise ValueError(
+            f"{path} is not a model saved with save() (a zip file): truncated or another format? ({error})"
+        ) from error
+    finally:
+        if isinstance(source, io.BufferedIOBase):
+            source.seek(0)
+    if raw_data is None:
+        raise ValueError(
+            f"{path} is not a complete Stable-Baselines3 save: it has no 'data' entry (truncated, or not written by save())"
+        )
+    try:
+        data = json.loads(raw_data)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is not a readable Stable-Baselines3 save: its 'data' entry is corrupted ({error})"
+        ) from error
+    missing = [key for key in ("baseline", "incomplete_episodes") if key not in data]
+    if missing:
+        raise ValueError(
+            f"{path} is not a REINFORCE save: its data has no {', '.join(missing)}. Was it saved by another "
+            "algorithm (A2C, PPO, ...)? Load it with that algorithm's class."
+        )
+    missing = [name for name in ("policy.pth", "policy.optimizer.pth") if name not in members]
+    if missing:
+        raise ValueError(f"{path} is an incomplete REINFORCE save: it has no {', '.join(missing)}")
+
+
+@contextlib.contextmanager
+def load_errors(path: str | pathlib.Path | io.BufferedIOBase) -> Iterator[None]:
+    """Turn the errors of torch reading damaged weights into one ``ValueError`` naming the file (others pass)."""
+    try:
+        yield
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as error:
+        # torch.load of a damaged weights file (or a member whose CRC does not match)
+        raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
+    except RuntimeError as error:
+        if "PytorchStreamReader" not in str(error):  # not about the file (e.g. the device)
+            raise
+        raise ValueError(f"{path} holds damaged network weights and cannot be loaded: {error}") from error
+
+
+def save_target(path: str | os.PathLike) -> pathlib.Path:
+    """Where SB3's ``save`` writes ``path``: ``.zip`` added to a path without a suffix, ``PATH_2`` for a folder."""
+    target = pathlib.Path(path)
+    if target.suffix == "":
+        target = pathlib.Path(f"{target}.zip")
+    if target.is_dir():  # as SB3's save_to_zip_file
+        warnings.warn(f"Path '{target}' is a folder. Will save instead to {target}_2", stacklevel=3)
+        target = pathlib.Path(f"{target}_2")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_write(target: pathlib.Path) -> Iterator[io.BufferedWriter]:
+    """
+    A binary file to write ``target``'s new content into: a temporary file beside it, flushed to disk and renamed
+    onto ``target`` when the block ends, removed if the block raises. A process killed in between leaves ``target``
+    as it was (and at worst a stray ``.NAME.*.tmp``).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0o600 -> what open() would have given
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
