@@ -8,6 +8,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_reinforce import REINFORCE
+from sb3_reinforce.reinforce.carry import HeldOver, Steps, assemble_batch
 from sb3_reinforce.reinforce.estimator import discounted_returns
 from tests.envs import CountingEnv
 
@@ -86,18 +87,37 @@ def _start(model: REINFORCE) -> Callable[[], None]:
     return collect
 
 
+def assemble(model: REINFORCE, held: HeldOver | None = None, critic_scale: tuple[float, float] | None = None):
+    """The public :func:`assemble_batch` on the model's last rollout, as ``train()`` calls it."""
+    buffer = model.rollout_buffer
+    truncation_values = last_values = None
+    if critic_scale is not None:
+        truncation_values, last_values = buffer.critic_values(*critic_scale)
+    rollout = Steps(buffer.observations, buffer.actions, buffer.rewards, buffer.log_probs)
+    held = [None] * buffer.n_envs if held is None else held
+    return assemble_batch(
+        rollout,
+        buffer.dones,
+        model.gamma,
+        model.incomplete_episodes,
+        held,
+        model.carry_max_steps,
+        last_values,
+        truncation_values,
+    )
+
+
 def test_drop_keeps_episodes_that_began_earlier_and_drops_unfinished_steps():
     model = _model("drop")
     _collect = _start(model)
     _collect()
-    batch, carry = model._assemble_batch()
+    batch, carry = assemble(model)
     # Rollout 1: episode 0 steps 0, 1, 2 (ends), episode 1 step 0 (unfinished, dropped).
     np.testing.assert_array_equal(batch.steps.observations, [[0, 0], [1, 0], [2, 0]])
     np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0])
     assert batch.n_fresh == 3 and not batch.carried.any() and carry == [None]
-    model.train()
     _collect()
-    batch, _ = model._assemble_batch()
+    batch, _ = assemble(model, carry)
     # Rollout 2: episode 1 steps 1, 2 end here and have exact returns (kept); episode 2 steps 0, 1 are dropped.
     np.testing.assert_array_equal(batch.steps.observations, [[1, 1], [2, 1]])
     np.testing.assert_allclose(batch.returns, [1.5, 1.0])
@@ -107,13 +127,12 @@ def test_carry_completes_held_steps_in_a_later_rollout():
     model = _model("carry")
     _collect = _start(model)
     _collect()
-    batch, carry = model._assemble_batch()
+    batch, carry = assemble(model)
     np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0])
     assert carry[0] is not None
     np.testing.assert_array_equal(carry[0].observations, [[0, 1]])  # episode 1, step 0 is held over
-    model.train()
     _collect()
-    batch, carry = model._assemble_batch()
+    batch, carry = assemble(model, carry)
     # Fresh: episode 1 steps 1, 2; carried: episode 1 step 0, whose return spans both rollouts.
     np.testing.assert_array_equal(batch.steps.observations, [[1, 1], [2, 1], [0, 1]])
     np.testing.assert_allclose(batch.returns, [1.5, 1.0, 1.75])
@@ -127,23 +146,30 @@ def test_carry_holds_a_long_episode_over_several_rollouts_and_caps_it():
     model.env = DummyVecEnv([lambda: CountingEnv(length=5)])
     _collect = _start(model)
     _collect()  # episode 0 steps 0, 1: nothing complete
-    batch, carry = model._assemble_batch()
+    batch, carry = assemble(model)
     assert batch is None and len(carry[0]) == 2
-    model.train()  # an empty update changes no weight but keeps the held-over steps
-    assert model._n_updates == 0 and len(model._carry[0]) == 2
     _collect()  # steps 2, 3
-    model.train()
-    assert len(model._carry[0]) == 4
+    batch, carry = assemble(model, carry)
+    assert batch is None and len(carry[0]) == 4
     _collect()  # step 4 ends episode 0, then episode 1 step 0
-    batch, carry = model._assemble_batch()
+    batch, carry = assemble(model, carry)
     np.testing.assert_array_equal(batch.steps.observations[:, 0], [4, 0, 1, 2, 3])
     np.testing.assert_allclose(batch.returns, [1.0, 1.9375, 1.875, 1.75, 1.5])
     np.testing.assert_array_equal(carry[0].observations, [[0, 1]])
     model.carry_max_steps = 1
-    model._carry = [carry[0]]
     _collect()
-    _, carry = model._assemble_batch()
+    _, carry = assemble(model, carry)
     np.testing.assert_array_equal(carry[0].observations, [[2, 1]])  # only the newest step is kept
+
+
+def test_empty_updates_keep_the_held_over_steps():
+    """Rollouts in which no episode ends change no weight, and their steps are used once the episode ends."""
+    model = _model("carry", n_steps=2)
+    model.env = DummyVecEnv([lambda: CountingEnv(length=5)])
+    model.learn(4)  # two rollouts, episode 0 steps 0-3: no update
+    assert model._n_updates == 0
+    model.learn(2, reset_num_timesteps=False)  # step 4 ends episode 0: its 4 held steps are used
+    assert model._n_updates == 1 and model.logger.name_to_value["train/carried_steps"] == 4
 
 
 def test_bootstrap_uses_every_step_and_the_critic_at_the_end():
@@ -153,9 +179,9 @@ def test_bootstrap_uses_every_step_and_the_critic_at_the_end():
     last_critic = float(model.rollout_buffer.last_critic[0])
     expected = model.policy.predict_values(model.policy.obs_to_tensor(np.array([1.0, 1.0], dtype=np.float32))[0]).item()
     assert last_critic == pytest.approx(expected, rel=1e-5) and last_critic != 0.0
-    batch, _ = model._assemble_batch()  # the returns the rewards alone give
+    batch, _ = assemble(model)  # the returns the rewards alone give
     np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0])
-    batch, _ = model._assemble_batch(critic_scale=(2.0, 3.0))  # V = 2 + 3 * critic
+    batch, _ = assemble(model, critic_scale=(2.0, 3.0))  # V = 2 + 3 * critic
     np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0 + 0.5 * (2.0 + 3.0 * last_critic)], rtol=1e-6)
 
 
@@ -167,7 +193,7 @@ def test_truncation_without_critic_ends_the_return_and_adds_nothing_to_rewards(b
     buffer = model.rollout_buffer
     np.testing.assert_array_equal(buffer.rewards[:, 0], np.ones(6))  # SB3 would add gamma * V(terminal obs) here
     assert not buffer.truncated.any() and not buffer.truncation_critic.any()
-    batch, _ = model._assemble_batch()
+    batch, _ = assemble(model)
     np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.75, 1.5, 1.0])
 
 
@@ -181,7 +207,7 @@ def test_truncation_with_critic_bootstraps_from_the_terminal_observation():
     critic = model.policy.predict_values(model.policy.obs_to_tensor(terminal_obs)[0]).item()
     np.testing.assert_array_equal(buffer.truncated[:, 0], [False, False, True])
     assert buffer.truncation_critic[2, 0] == pytest.approx(critic, rel=1e-5)
-    batch, _ = model._assemble_batch(critic_scale=(-5.0, 2.0))
+    batch, _ = assemble(model, critic_scale=(-5.0, 2.0))
     np.testing.assert_allclose(batch.returns[2], 1.0 + 0.5 * (-5.0 + 2.0 * critic), rtol=1e-5)
 
 
@@ -190,6 +216,6 @@ def test_several_envs_with_make_vec_env():
     model = REINFORCE("MlpPolicy", env, n_steps=4, gamma=0.5, incomplete_episodes="carry", seed=0)
     _collect = _start(model)
     _collect()
-    batch, carry = model._assemble_batch()
+    batch, carry = assemble(model)
     assert batch.n_fresh == 9 and all(len(held) == 1 for held in carry)
     np.testing.assert_allclose(sorted(batch.returns), sorted([1.75, 1.5, 1.0] * 3))

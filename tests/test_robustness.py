@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_reinforce import REINFORCE, NonFiniteError
 from tests.envs import BadValueEnv, CountingEnv, MatchTargetEnv
+from tests.test_returns import assemble
 
 
 class FiniteLogsCallback(BaseCallback):
@@ -105,7 +106,7 @@ def test_losses_use_exactly_the_sampled_actions_with_finite_log_probabilities():
     model.collect_rollouts(model.env, callback, model.rollout_buffer, 32)
     buffer = model.rollout_buffer
     np.testing.assert_array_equal(buffer.actions[:, 0, 0], received)
-    batch, _ = model._assemble_batch()
+    batch, _ = assemble(model)
     obs = th.as_tensor(batch.steps.observations)
     actions = th.as_tensor(batch.steps.actions).long().flatten()
     np.testing.assert_array_equal(actions.numpy(), received[: len(actions)])

@@ -1,7 +1,13 @@
 """Rollout buffers that also record where episodes end, which the Monte Carlo returns need."""
 
+from typing import Any
+
 import numpy as np
+import torch as th
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_reinforce.reinforce.checks import check_finite
 
 
 class _EpisodeEndsMixin:
@@ -62,3 +68,30 @@ class ReinforceRolloutBuffer(_EpisodeEndsMixin, RolloutBuffer):
 
 class ReinforceDictRolloutBuffer(_EpisodeEndsMixin, DictRolloutBuffer):
     """SB3's :class:`~stable_baselines3.common.buffers.DictRolloutBuffer` plus episode ends; same constructor."""
+
+
+def critic_after_truncations(
+    policy: ActorCriticPolicy, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """
+    Where an env's episode was truncated by a time limit at this step, and the critic's (standardised) output for its
+    terminal observation there, for :meth:`_EpisodeEndsMixin.record_episode_ends`; ``None`` if no episode ended.
+    The terminal observation is checked for NaN and infinities first (a :class:`NonFiniteError` names the env).
+    """
+    if not dones.any():
+        return None
+    truncated = np.zeros(len(dones), dtype=bool)
+    critic = np.zeros(len(dones), dtype=np.float32)
+    for idx in np.flatnonzero(dones):
+        terminal_obs = infos[idx].get("terminal_observation")
+        if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
+            as_row = (
+                {key: np.asarray(value)[None] for key, value in terminal_obs.items()}
+                if isinstance(terminal_obs, dict)
+                else np.asarray(terminal_obs)[None]
+            )
+            check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
+            with th.no_grad():
+                critic[idx] = policy.predict_values(policy.obs_to_tensor(terminal_obs)[0]).item()
+            truncated[idx] = True
+    return truncated, critic

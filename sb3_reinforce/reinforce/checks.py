@@ -92,6 +92,21 @@ def refuse_not_reinforce_arguments(arguments: dict[str, Any], where: str) -> Non
             )
 
 
+# The constructor arguments validate_hyperparameters checks, read from the model on every way in.
+HYPERPARAMETERS = (
+    "learning_rate",
+    "n_steps",
+    "gamma",
+    "baseline",
+    "ent_coef",
+    "vf_coef",
+    "max_grad_norm",
+    "incomplete_episodes",
+    "carry_ratio_clip",
+    "carry_max_steps",
+)
+
+
 def validate_hyperparameters(
     learning_rate: float | Schedule,
     n_steps: int,
@@ -161,6 +176,17 @@ def check_spaces(observation_space: spaces.Space | None, action_space: spaces.Sp
         raise TypeError(
             f"REINFORCE does not support the observation space {observation_space}; "
             f"supported: {names(SUPPORTED_OBSERVATION_SPACES)} (a Dict of {names(inner)}, not nested)"
+        )
+
+
+def check_rollout_buffer_class(rollout_buffer_class: type) -> None:
+    """REINFORCE needs the episode ends its own buffers record: raise a ``TypeError`` for any other buffer class."""
+    from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer
+
+    if not issubclass(rollout_buffer_class, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer)):
+        raise TypeError(
+            "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer "
+            f"(REINFORCE needs the episode ends they record), got {rollout_buffer_class.__name__}"
         )
 
 

@@ -6,7 +6,8 @@ on hand-computed values and on problems small enough to enumerate:
 
 - :func:`discounted_returns`: Monte Carlo reward-to-go per env, across episode boundaries;
 - :func:`compute_advantages`: return minus baseline, optionally standardised;
-- :func:`truncated_importance_weights`: the correction for steps carried over from an earlier policy;
+- :func:`truncated_importance_weights`, :func:`carried_step_weights`: the correction for steps carried over from
+  an earlier policy;
 - :func:`policy_gradient_loss`: the surrogate whose gradient is the policy-gradient estimate;
 - :func:`update_return_moments`: running mean and variance of returns, for the ``"mean"`` and ``"value"`` baselines;
 - :func:`return_scale`: the ``(mean, std)`` the critic is trained and read on.
@@ -98,6 +99,26 @@ def truncated_importance_weights(log_prob: th.Tensor, behaviour_log_prob: th.Ten
     :return: The weights, same shape as ``log_prob``.
     """
     return th.exp(log_prob.detach() - behaviour_log_prob).clamp(max=clip)
+
+
+def carried_step_weights(
+    log_prob: th.Tensor, behaviour_log_prob: th.Tensor, carried: np.ndarray, clip: float
+) -> th.Tensor | None:
+    """
+    The importance weights of a batch: 1 for the steps of this rollout, :func:`truncated_importance_weights` for the
+    steps carried over from earlier ones; ``None`` (all 1) when nothing is carried.
+
+    :param log_prob: ``log pi(a|s)`` of every step under the current policy.
+    :param behaviour_log_prob: ``log beta(a|s)`` recorded when each action was sampled.
+    :param carried: Boolean mask of the carried steps.
+    :param clip: Upper bound on the weights.
+    """
+    if not carried.any():
+        return None
+    mask = th.as_tensor(carried, device=log_prob.device)
+    weights = th.ones_like(log_prob)
+    weights[mask] = truncated_importance_weights(log_prob[mask], behaviour_log_prob[mask], clip)
+    return weights
 
 
 def policy_gradient_loss(log_prob: th.Tensor, advantages: th.Tensor, weights: th.Tensor | None = None) -> th.Tensor:

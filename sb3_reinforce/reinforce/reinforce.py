@@ -17,25 +17,27 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer
+from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer, critic_after_truncations
 from sb3_reinforce.reinforce.carry import Batch, HeldOver, Steps, assemble_batch
 from sb3_reinforce.reinforce.checks import (
     BASELINES,
+    HYPERPARAMETERS,
     Baseline,
     IncompleteEpisodes,
     NonFiniteError,
     check_finite,
     check_finite_rollout,
+    check_rollout_buffer_class,
     check_spaces,
     policy_kwargs_error,
     refuse_not_reinforce_arguments,
     validate_hyperparameters,
 )
 from sb3_reinforce.reinforce.estimator import (
+    carried_step_weights,
     compute_advantages,
     policy_gradient_loss,
     return_scale,
-    truncated_importance_weights,
     update_return_moments,
 )
 from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -49,24 +51,17 @@ RETURN_MOMENTS_MOMENTUM = 0.9
 
 class REINFORCE(OnPolicyAlgorithm):
     """
-    REINFORCE: the Monte Carlo policy gradient (Williams, 1992), with an optional baseline.
-
-    Each update uses one rollout of ``n_steps`` steps per env and takes one gradient step on
+    REINFORCE: the Monte Carlo policy gradient (Williams, 1992), with an optional baseline. Each rollout of ``n_steps``
+    steps per env gives one gradient step on
 
     ``loss = -mean_t(w_t * A_t * log pi(a_t|s_t)) - ent_coef * H[pi] + vf_coef * mean_t((V(s_t) - G_t)^2)``
 
-    where ``G_t = sum_k gamma^k r_{t+k}`` is the reward-to-go of the step within its own episode, ``A_t = G_t - b_t``
-    with ``b_t`` chosen by ``baseline``, ``w_t`` is 1 for the steps of this rollout and a clipped importance ratio for
-    steps carried over from an earlier one, and the value term exists only with ``baseline="value"``.
-
-    As in A2C and PPO, the ``gamma^t`` factor of Sutton & Barto's pseudo-code is left out: every visited state counts
-    the same, which is the exact policy gradient for ``gamma = 1`` and, for ``gamma < 1``, the usual (slightly
-    biased, much lower variance) choice of deep RL libraries (Nota & Thomas, 2020).
-
-    Episode ends: a terminal ends the return. A time-limit truncation (``TimeLimit.truncated``) is not a terminal:
-    with ``baseline="value"`` the return is bootstrapped there with ``gamma * V(terminal observation)``; without a
-    critic (``"none"``, ``"mean"``) the return simply ends at the truncation, so its last steps are underestimated
-    (no critic value is ever added to the rewards, unlike SB3's A2C/PPO).
+    with ``G_t`` the reward-to-go of the step within its own episode, ``A_t = G_t - b_t`` (``b_t`` chosen by
+    ``baseline``), ``w_t`` 1 for this rollout's steps and a clipped importance ratio for carried ones, and the value
+    term only with ``baseline="value"``. As in A2C and PPO, Sutton & Barto's ``gamma^t`` factor is left out. A
+    time-limit truncation is not a terminal: with a critic the return is bootstrapped there with
+    ``gamma * V(terminal observation)``, without one it ends there; no critic value is ever added to the rewards.
+    The estimator's pieces are the pure functions of :mod:`sb3_reinforce.reinforce.estimator`.
 
     Paper: https://link.springer.com/article/10.1007/BF00992696 ; Sutton & Barto (2018), sections 13.3 and 13.4.
 
@@ -152,18 +147,6 @@ class REINFORCE(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        validate_hyperparameters(
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            gamma=gamma,
-            baseline=baseline,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            incomplete_episodes=incomplete_episodes,
-            carry_ratio_clip=carry_ratio_clip,
-            carry_max_steps=carry_max_steps,
-        )
         super().__init__(
             policy,
             env,
@@ -206,27 +189,12 @@ class REINFORCE(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         # Every way in ends here (the constructor, and load with its kwargs and custom_objects): check what was set.
-        validate_hyperparameters(
-            learning_rate=self.learning_rate,
-            n_steps=self.n_steps,
-            gamma=self.gamma,
-            baseline=self.baseline,
-            ent_coef=self.ent_coef,
-            vf_coef=self.vf_coef,
-            max_grad_norm=self.max_grad_norm,
-            incomplete_episodes=self.incomplete_episodes,
-            carry_ratio_clip=self.carry_ratio_clip,
-            carry_max_steps=self.carry_max_steps,
-        )
+        validate_hyperparameters(**{name: getattr(self, name) for name in HYPERPARAMETERS})
         check_spaces(self.observation_space, self.action_space)
         if self.rollout_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = ReinforceDictRolloutBuffer if is_dict else ReinforceRolloutBuffer
-        elif not issubclass(self.rollout_buffer_class, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer)):
-            raise TypeError(
-                "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer "
-                f"(REINFORCE needs the episode ends they record), got {self.rollout_buffer_class.__name__}"
-            )
+        check_rollout_buffer_class(self.rollout_buffer_class)
         try:
             super()._setup_model()
         except TypeError as error:  # SB3 builds the policy with policy_kwargs: name the key it refused
@@ -271,23 +239,12 @@ class REINFORCE(OnPolicyAlgorithm):
         n_rollout_steps: int,
     ) -> bool:
         """
-        Collect ``n_rollout_steps`` steps per env with the current policy and fill the rollout buffer.
+        Collect ``n_rollout_steps`` steps per env with the current policy and fill the rollout buffer, as SB3 does, but
+        with the actions stored exactly as sampled, episode ends recorded, and no critic value added to the rewards
+        (with a critic, its outputs after time-limit truncations are recorded for ``train()``). Observations and
+        rewards are checked for NaN and infinities once per rollout (:class:`NonFiniteError` names the env and step).
 
-        Actions are sampled from the policy's own distribution and stored exactly as sampled, with their
-        log-probabilities. Unlike SB3's version, no critic value is added to the rewards: episode ends and, with a
-        critic, the values after time-limit truncations are recorded separately for :func:`discounted_returns`.
-
-        Observations and rewards are checked for NaN and infinities once per rollout, before anything is learnt from
-        them (a :class:`NonFiniteError` names the env index and the step); a non-finite observation usually stops
-        collection at once, when torch refuses the policy's distribution for it.
-
-        :param env: The training environment
-        :param callback: Callback that will be called at each step
-            (and at the beginning and end of the rollout)
-        :param rollout_buffer: Buffer to fill with rollouts
-        :param n_rollout_steps: Number of experiences to collect per environment
-        :return: True if function returned with at least `n_rollout_steps`
-            collected, False if callback terminated rollout prematurely.
+        :return: True if the rollout is complete, False if a callback stopped it (then it is abandoned).
         """
         assert self._last_obs is not None, "No previous observation was provided"
         assert isinstance(rollout_buffer, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer))
@@ -342,13 +299,12 @@ class REINFORCE(OnPolicyAlgorithm):
                 unused_values,
                 log_probs,
             )
-            rollout_buffer.record_episode_ends(dones, *self._truncation_critic(infos, dones, n_steps))
+            critic = critic_after_truncations(self.policy, infos, dones, n_steps) if self.baseline == "value" else None
+            rollout_buffer.record_episode_ends(dones, *(critic or (None, None)))
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
-        # Observations and rewards are checked once per rollout (a check at every step would cost several percent of
-        # the throughput with one env), before anything is learnt from them. A non-finite observation usually stops
-        # collection earlier, when torch refuses the policy's distribution for it (see above).
+        # Once per rollout (a check at every step would cost several percent of the throughput with one env).
         check_finite_rollout("observation", rollout_buffer.observations, first_step=0)  # type: ignore[arg-type]
         check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
         check_finite_rollout("reward", rollout_buffer.rewards, first_step=1)
@@ -370,31 +326,6 @@ class REINFORCE(OnPolicyAlgorithm):
             return self.policy.unscale_action(actions)
         return np.clip(actions, self.action_space.low, self.action_space.high)
 
-    def _truncation_critic(
-        self, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """
-        With a critic, where an env's episode was truncated by a time limit and the critic's output for its terminal
-        observation there (standardised: ``train()`` maps it to a value with the scale of its update); else ``None``.
-        """
-        if self.baseline != "value" or not dones.any():
-            return None, None
-        truncated = np.zeros(len(dones), dtype=bool)
-        critic = np.zeros(len(dones), dtype=np.float32)
-        for idx in np.flatnonzero(dones):
-            terminal_obs = infos[idx].get("terminal_observation")
-            if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
-                as_row = (
-                    {key: np.asarray(value)[None] for key, value in terminal_obs.items()}
-                    if isinstance(terminal_obs, dict)
-                    else np.asarray(terminal_obs)[None]
-                )
-                check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
-                with th.no_grad():
-                    critic[idx] = self.policy.predict_values(self.policy.obs_to_tensor(terminal_obs)[0]).item()
-                truncated[idx] = True
-        return truncated, critic
-
     def train(self) -> None:
         """
         One gradient step of REINFORCE on the rollout just collected (and on carried steps whose episode ended).
@@ -404,27 +335,10 @@ class REINFORCE(OnPolicyAlgorithm):
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-
-        batch, next_carry = self._assemble_batch()
-        n_collected = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
-        self.logger.record("train/used_fraction", (batch.n_fresh if batch else 0) / n_collected)
-        if batch is None:
-            # No episode ended in this rollout and nothing can be bootstrapped: there is no exact return to learn from.
+        batch, next_carry, moments, (return_mean, return_std) = self._batch_and_scale()
+        if batch is None:  # no episode ended and nothing can be bootstrapped: no return to learn from
             self._carry = next_carry
             return
-
-        # The running moments follow the returns the rewards give (no critic value in them yet).
-        observed = th.as_tensor(batch.returns, device=self.device)
-        batch_mean, batch_var = observed.mean().item(), observed.var(unbiased=False).item()
-        moments = update_return_moments(self._return_moments, batch_mean, batch_var, RETURN_MOMENTS_MOMENTUM)
-        return_mean, return_std = return_scale(moments)
-        if self.baseline == "value" and self._reads_critic_in_returns():
-            # Truncated episodes and bootstrapped steps end with critic values, read on the scale the critic is
-            # trained on in this very update.
-            batch, next_carry = self._assemble_batch(critic_scale=(return_mean, return_std))
-            assert batch is not None  # the same steps as above, now with critic values
-        if self.baseline == "mean" and self._return_moments is not None:
-            return_mean = self._return_moments[0]  # earlier batches only: independent of the actions it weighs
 
         observations = obs_as_tensor(batch.steps.observations, self.device)  # type: ignore[arg-type]
         # As SB3's buffers do: float actions (MultiBinary is stored as int8), long indices for Discrete.
@@ -434,14 +348,12 @@ class REINFORCE(OnPolicyAlgorithm):
         returns = th.as_tensor(batch.returns, device=self.device)
 
         log_prob, entropy, values = self._evaluate_actions(observations, actions)
-        weights = self._importance_weights(log_prob, batch)
-        if values is not None:
-            # The critic predicts standardised returns: V(s) = return_mean + return_std * critic(s).
+        behaviour_log_prob = th.as_tensor(batch.steps.log_probs, device=self.device)
+        weights = carried_step_weights(log_prob, behaviour_log_prob, batch.carried, self.carry_ratio_clip)
+        if values is not None:  # the critic predicts standardised returns: V(s) = mean + std * critic(s)
             baseline: th.Tensor | float = return_mean + return_std * values.detach()
-        elif self.baseline == "mean":
-            baseline = return_mean
-        elif self.baseline == "none":
-            baseline = 0.0
+        elif self.baseline in ("mean", "none"):
+            baseline = return_mean if self.baseline == "mean" else 0.0
         else:
             raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {self.baseline!r}")
         advantages = compute_advantages(returns, baseline, self.normalize_advantage)
@@ -452,19 +364,16 @@ class REINFORCE(OnPolicyAlgorithm):
         if values is not None:
             value_loss = F.mse_loss(values, (returns - return_mean) / return_std)
             loss = loss + self.vf_coef * value_loss
-
         grad_norm = self._gradient_step(loss)
 
         # The step went through: only now commit the state that depends on this batch.
-        self._carry = next_carry
-        self._return_moments = moments
+        self._carry, self._return_moments = next_carry, moments
         self._n_updates += 1
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/policy_loss", policy_loss.item())
         self.logger.record("train/entropy_loss", entropy_loss.item())
         self.logger.record("train/grad_norm", grad_norm)
-        self.logger.record("train/return_mean", batch_mean)
         self.logger.record("train/carried_steps", int(batch.carried.sum()))
         if weights is not None:
             carried = th.as_tensor(batch.carried, device=weights.device)
@@ -480,17 +389,33 @@ class REINFORCE(OnPolicyAlgorithm):
             std = th.exp(self.policy.log_std).clamp(min=getattr(self.policy, "min_std", 0.0))
             self.logger.record("train/std", std.mean().item())
 
-    def _reads_critic_in_returns(self) -> bool:
-        """Whether some return of this rollout ends with a critic value (a time-limit truncation, or bootstrap)."""
-        return self.incomplete_episodes == "bootstrap" or bool(self.rollout_buffer.truncated.any())
+    def _batch_and_scale(self) -> tuple[Batch | None, HeldOver, tuple[float, float], tuple[float, float]]:
+        """
+        The batch of this update and the held-over state to keep if it goes through, the running moments updated with
+        the batch's returns (those the rewards give, without critic values), and the ``(mean, std)`` of this update:
+        the scale the critic is trained and read on (truncation and bootstrap values included), or for
+        ``baseline="mean"`` the running mean of earlier batches.
+        """
+        batch, next_carry = self._assemble_batch()
+        n_collected = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
+        self.logger.record("train/used_fraction", (batch.n_fresh if batch else 0) / n_collected)
+        if batch is None:
+            return None, next_carry, (0.0, 0.0), (0.0, 0.0)
+        observed = th.as_tensor(batch.returns, device=self.device)
+        batch_mean, batch_var = observed.mean().item(), observed.var(unbiased=False).item()
+        self.logger.record("train/return_mean", batch_mean)
+        moments = update_return_moments(self._return_moments, batch_mean, batch_var, RETURN_MOMENTS_MOMENTUM)
+        return_mean, return_std = return_scale(moments)
+        if self.baseline == "value" and (self.incomplete_episodes == "bootstrap" or self.rollout_buffer.truncated.any()):
+            batch, next_carry = self._assemble_batch(critic_scale=(return_mean, return_std))
+        if self.baseline == "mean" and self._return_moments is not None:
+            return_mean = self._return_moments[0]  # earlier batches only: independent of the actions it weighs
+        return batch, next_carry, moments, (return_mean, return_std)
 
     def _assemble_batch(self, critic_scale: tuple[float, float] | None = None) -> tuple[Batch | None, HeldOver]:
         """
-        :func:`~sb3_reinforce.reinforce.carry.assemble_batch` on the rollout just collected and the held-over steps.
-
-        :param critic_scale: ``(mean, std)`` that maps the critic outputs recorded during the rollout to values, which
-            then end truncated episodes (and, with ``incomplete_episodes="bootstrap"``, the rollout). ``None``: the
-            returns the rewards alone give.
+        :func:`~sb3_reinforce.reinforce.carry.assemble_batch` of this rollout and the held-over steps, with the recorded
+        critic outputs mapped to values on ``critic_scale`` (``None``: the returns the rewards alone give).
         """
         buffer = self.rollout_buffer
         truncation_values = last_values = None
@@ -516,16 +441,6 @@ class REINFORCE(OnPolicyAlgorithm):
         distribution = self.policy.get_distribution(observations)
         return distribution.log_prob(actions), distribution.entropy(), None
 
-    def _importance_weights(self, log_prob: th.Tensor, batch: Batch) -> th.Tensor | None:
-        """1 for this rollout's steps, the clipped ratio for carried ones; ``None`` when nothing is carried."""
-        if not batch.carried.any():
-            return None
-        carried = th.as_tensor(batch.carried, device=self.device)
-        behaviour_log_prob = th.as_tensor(batch.steps.log_probs, device=self.device)
-        weights = th.ones_like(log_prob)
-        weights[carried] = truncated_importance_weights(log_prob[carried], behaviour_log_prob[carried], self.carry_ratio_clip)
-        return weights
-
     def _gradient_step(self, loss: th.Tensor) -> float:
         """Backward, clip the global gradient norm, step; raise before the step if anything is not finite."""
         if not th.isfinite(loss):
@@ -549,9 +464,8 @@ class REINFORCE(OnPolicyAlgorithm):
         include: Iterable[str] | None = None,
     ) -> None:
         """
-        Save the model as SB3 does (a zip file; ``.zip`` is added to a path without a suffix, missing folders are
-        created), but atomically for a path: written beside the target, flushed to disk, then renamed onto it, so that
-        a process killed during the save leaves the previous save intact. A file-like object is written to directly.
+        Save the model as SB3 does, but atomically for a path (written beside it, flushed, then renamed onto it): a
+        process killed during the save leaves the previous save intact. A file-like object is written to directly.
         """
         if not isinstance(path, (str, os.PathLike)):
             super().save(path, exclude, include)
@@ -571,11 +485,9 @@ class REINFORCE(OnPolicyAlgorithm):
         **kwargs: Any,
     ) -> SelfREINFORCE:
         """
-        Load a REINFORCE model saved with ``save()``; see :meth:`stable_baselines3.common.base_class.BaseAlgorithm.load`.
-
-        :raises FileNotFoundError: when there is no file at ``path`` (nor at ``path`` + ".zip").
-        :raises ValueError: when the file is not a zip archive, is truncated or corrupted, is not an SB3 save, or was
-            saved by another algorithm (A2C, PPO, ...).
+        Load a REINFORCE model saved with ``save()``, as SB3 does; kwargs and ``custom_objects`` are checked as the
+        constructor checks its arguments. A missing file raises ``FileNotFoundError``, a file that is not a complete
+        REINFORCE save (damaged, truncated, another algorithm's) one ``ValueError`` saying which.
         """
         check_save_file(path)
         # Only kwargs: custom_objects replace saved entries and ignore others (rl_zoo3's enjoy passes clip_range).
@@ -593,11 +505,8 @@ class REINFORCE(OnPolicyAlgorithm):
         progress_bar: bool = False,
     ) -> SelfREINFORCE:
         """
-        Train; see :meth:`stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm.learn`.
-
-        A rollout that is abandoned (a callback returns False, or collecting or the update raises) drops the held-over
-        steps of ``incomplete_episodes="carry"``: the envs have moved on without recording the rest of their episodes,
-        so no later return could complete them.
+        Train, as SB3's ``learn``. A rollout that is abandoned (a callback returns False, or collecting or the update
+        raises) drops the held-over steps: the envs moved on without recording the rest of their episodes.
         """
         try:
             return super().learn(
