@@ -309,12 +309,19 @@ def test_heartbeat_options_are_checked(options: str, message: str, tmp_path: Pat
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
 
 
-def test_replace_entry_keeps_everything_else() -> None:
-    text = "# header\n\nA-v1:\n  n_envs: 1\n  # about A\n  lr: 1\n\n# about B\nB-v1:\n  n_envs: 2\n"
-    block = "A-v1:\n  n_envs: 4\n"
-    assert best.replace_entry(text, "A-v1", block) == "# header\n\nA-v1:\n  n_envs: 4\n\n# about B\nB-v1:\n  n_envs: 2\n"
-    assert best.replace_entry(text, "B-v1", "B-v1: {n_envs: 3}\n").endswith("# about B\nB-v1: {n_envs: 3}\n")
-    assert best.replace_entry(text, "C-v1", "C-v1:\n  n_envs: 5\n") == text + "\nC-v1:\n  n_envs: 5\n"
+def test_put_entry_keeps_everything_else() -> None:
+    text = "# header\n\nA-v1:\n  # old best\n  n_envs: 1\n  # about A\n  lr: 1\n\n# about B\nB-v1:\n  n_envs: 2\n  x: 1.5e-3\n"
+    entry = {"n_envs": 4, "n_timesteps": 1e6}
+    assert best.put_entry(text, "A-v1", entry, "new best") == (
+        "# header\n\nA-v1:\n  # new best\n  n_envs: 4\n  n_timesteps: 1000000.0\n\n"
+        "# about B\nB-v1:\n  n_envs: 2\n  x: 1.5e-3\n"
+    )
+    assert best.put_entry(text, "B-v1", {"n_envs": 3}, "b").endswith("# about B\nB-v1:\n  # b\n  n_envs: 3\n")
+    assert best.put_entry(text, "C-v1", {"n_envs": 5}, "c") == text + "\nC-v1:\n  # c\n  n_envs: 5\n"
+    # Floats as PyYAML (rl_zoo3) reads them back: "1e5" would be a string to it.
+    assert yaml.safe_load(best.put_entry("A-v1:\n  n_timesteps: !!float 1e5\n", "B-v1", {"x": 1}, "b"))["A-v1"] == {
+        "n_timesteps": 100000.0
+    }
     policy_kwargs = {"net_arch": {"pi": [64], "vf": [64]}, "activation_fn": __import__("torch").nn.Tanh, "ortho_init": False}
     assert best.python_text(policy_kwargs) == "dict(net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh, ortho_init=False)"
 

@@ -4,11 +4,12 @@
 The entry is the one the search started from (the env's entry of ``-conf``, by default the packaged
 ``reinforce.yml``: ``n_envs``, ``n_timesteps``, ``policy``, ``normalize``, ...) with the searched hyper-parameters
 replaced by the best trial's, turned into constructor arguments by the same converter the search used. It is printed,
-and with ``--output FILE`` written into FILE: the env's entry replaced (other entries and comments kept) or added.
+and with ``--output FILE`` written into FILE with a round-trip YAML library (ruamel.yaml): the env's entry replaced
+(other entries and comments kept) or added.
 """
 
 import argparse
-import re
+import io
 import shlex
 import sys
 from typing import Any
@@ -94,31 +95,52 @@ def base_mismatches(study: optuna.Study, base: dict[str, Any], tuned_keys: set[s
     ]
 
 
-def entry_text(env: str, entry: dict[str, Any], comment: str) -> str:
-    """``entry`` as a block of the zoo's yml, with ``comment`` as its first (indented) line."""
-    body = yaml.safe_dump(entry, sort_keys=False, default_flow_style=False, width=1000)
-    lines = [f"{env}:", f"  # {comment}", *(f"  {line}" for line in body.splitlines())]
-    return "\n".join(lines) + "\n"
+def _yaml() -> Any:
+    """A round-trip YAML (ruamel.yaml: comments, order and quoting kept) whose floats PyYAML, which rl_zoo3 uses, reads
+    back as the same floats (``1e5`` is a string to PyYAML: such a float is written ``100000.0``)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarfloat import ScalarFloat
+
+    round_trip = YAML()
+    round_trip.width = 4096
+    round_trip.indent(mapping=2, sequence=4, offset=2)
+    default = round_trip.representer.represent_scalar_float
+
+    def represent_float(representer: Any, value: float) -> Any:
+        node = default(value) if isinstance(value, ScalarFloat) else representer.represent_float(value)
+        read_back = yaml.safe_load(node.value)
+        if not isinstance(read_back, float) or read_back != float(value):
+            node = representer.represent_scalar("tag:yaml.org,2002:float", repr(float(value)))
+        return node
+
+    round_trip.representer.add_representer(ScalarFloat, represent_float)
+    round_trip.representer.add_representer(float, represent_float)
+    return round_trip
 
 
-_TOP_LEVEL_KEY = re.compile(r"^[^\s#]")
-
-
-def replace_entry(text: str, env: str, block: str) -> str:
+def put_entry(text: str, env: str, entry: dict[str, Any], comment: str) -> str:
     """
-    ``text`` (a yml file) with the entry of ``env`` replaced by ``block``, or ``block`` appended when there is none.
-    Comments above an entry belong to it and stay; everything else is untouched.
+    ``text`` (a zoo yml) with the entry of ``env`` replaced by ``entry`` (``comment`` as its first line), or added at
+    the end; other entries and comments are kept.
     """
-    lines = text.splitlines(keepends=True)
-    key = re.compile(rf"^['\"]?{re.escape(env)}['\"]?\s*:")
-    start = next((i for i, line in enumerate(lines) if key.match(line)), None)
-    if start is None:
-        separator = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-        return text + separator + block
-    end = next((i for i in range(start + 1, len(lines)) if _TOP_LEVEL_KEY.match(lines[i])), len(lines))
-    while end - 1 > start and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
-        end -= 1
-    return "".join([*lines[:start], block, *lines[end:]])
+    from ruamel.yaml.comments import CommentedMap
+
+    round_trip = _yaml()
+    data = round_trip.load(text) or CommentedMap()
+    new = CommentedMap(entry)
+    old = data.get(env)
+    if isinstance(old, CommentedMap) and len(old) and list(old)[-1] in old.ca.items:
+        # ruamel keeps the comments above the next entry after this entry's last value: they stay where they were.
+        new.ca.items[list(new)[-1]] = old.ca.items[list(old)[-1]]
+    added = env not in data
+    data.ca.items.pop(env, None)  # the old entry's own comment
+    data[env] = new
+    data.yaml_set_comment_before_after_key(
+        env, before="\n" if added and len(data) > 1 else None, after=comment, after_indent=2
+    )
+    output = io.StringIO()
+    round_trip.dump(data, output)
+    return output.getvalue()
 
 
 def main(argv: list[str], default_conf: str) -> None:
@@ -168,7 +190,7 @@ def main(argv: list[str], default_conf: str) -> None:
         f"sb3-reinforce-zoo best: trial {trial.number} of study '{study.study_name}' "
         f"(best of {n_complete} complete trials, mean evaluation return {trial.value:.4g})"
     )
-    block = entry_text(env, entry, comment)
+    block = put_entry("", env, entry, comment)
     print(block, end="")
     if args.output:
         try:
@@ -178,10 +200,11 @@ def main(argv: list[str], default_conf: str) -> None:
             text = ""
         try:
             old = yaml.safe_load(text) or {}
-            new_text = replace_entry(text, env, block)
+            new_text = put_entry(text, env, entry, comment)
             written = yaml.safe_load(new_text)
-        except yaml.YAMLError as error:
+        except Exception as error:  # ruamel's and PyYAML's errors: the file is not YAML they can read
             raise SystemExit(f"Could not place the entry of {env} in {args.output} ({error}); nothing written") from error
+        # What rl_zoo3 will read (PyYAML): every other entry as it was, and the new one.
         others_kept = isinstance(written, dict) and all(written.get(key) == value for key, value in old.items() if key != env)
         if not others_kept or written.get(env) != yaml.safe_load(block)[env]:
             raise SystemExit(f"Could not place the entry of {env} in {args.output}; nothing written")

@@ -1,0 +1,187 @@
+"""
+The ``sb3-reinforce-zoo`` command (also ``python -m sb3_reinforce.zoo``): rl_zoo3's commands with REINFORCE
+registered (:func:`sb3_reinforce.zoo.register`).
+
+rl_zoo3's own parser reads the command line. For ``train``, REINFORCE's additions are made on the namespace that
+parser returns (a hook on its ``parse_args`` while ``train`` runs): the packaged ``reinforce.yml`` when ``--algo
+reinforce`` comes without ``-conf``, a clear error for a hyper-parameter file that is not valid YAML, and the
+``--heartbeat-interval`` / ``--grace-period`` options of a search on an RDB storage
+(:mod:`sb3_reinforce.zoo.storage`).
+"""
+
+import argparse
+import contextlib
+import importlib
+import os
+import runpy
+import sys
+from typing import TYPE_CHECKING, Any
+from unittest import mock
+
+from sb3_reinforce.zoo import ALGO_NAME, default_config_path, register
+
+if TYPE_CHECKING:
+    from sb3_reinforce.zoo.storage import Heartbeat
+
+USAGE = """usage: sb3-reinforce-zoo COMMAND [rl_zoo3 arguments]
+
+Commands (rl_zoo3's, with REINFORCE registered as --algo reinforce):
+  train            train an agent (-optimize to search hyper-parameters)
+  enjoy            run a trained agent
+  record_video     record a video of a trained agent
+  record_training  record videos of the checkpoints of a training
+  plot_train       plot training curves
+  plot_from_file   plot results saved by all_plots
+  all_plots        plot evaluations of several algorithms
+  best             write the best trial of a search as a reinforce.yml entry (sb3-reinforce-zoo best -h)
+
+train -optimize with an RDB --storage (postgresql://..., sqlite:///...) turns on Optuna's heartbeat, so that the
+trial of a worker that died is failed and run again by another worker:
+  --heartbeat-interval SECONDS   between two heartbeats of a running trial (default {interval}; 0: no heartbeat)
+  --grace-period SECONDS         silence after which a trial is failed and retried (default {grace})
+
+The hyper-parameters of REINFORCE are read from the packaged reinforce.yml unless -conf/--conf-file is given:
+{config}
+"""
+
+
+# command -> (module, function); ``None`` runs the module as a script. Imported only when used: the plotting
+# commands need rl_zoo3's plotting dependencies (seaborn, ...), which training does not.
+COMMANDS: dict[str, tuple[str, str | None]] = {
+    "train": ("rl_zoo3.train", "train"),
+    "enjoy": ("rl_zoo3.enjoy", "enjoy"),
+    "record_video": ("rl_zoo3.record_video", None),
+    "record_training": ("rl_zoo3.record_training", None),
+    "plot_train": ("rl_zoo3.plots.plot_train", "plot_train"),
+    "plot_from_file": ("rl_zoo3.plots.plot_from_file", "plot_from_file"),
+    "all_plots": ("rl_zoo3.plots.all_plots", "all_plots"),
+}
+
+
+def _run_command(command: str) -> None:
+    module_name, function = COMMANDS[command]
+    try:
+        if function is None:
+            runpy.run_module(module_name, run_name="__main__", alter_sys=True)
+        else:
+            getattr(importlib.import_module(module_name), function)()
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("sb3_reinforce"):
+            raise SystemExit(
+                f"{command} needs {error.name}, which is not installed: pip install 'sb3-reinforce[zoo]' "
+                f"(plots also need rl_zoo3's plotting extras, e.g. pip install seaborn)"
+            ) from error
+        raise
+
+
+def _check_hyperparameter_file(parser: argparse.ArgumentParser, conf: str | None) -> None:
+    """A yml hyper-parameter file must be a mapping of env ids (rl_zoo3 would fail deep inside its start-up)."""
+    if conf is None or not conf.endswith((".yml", ".yaml")) or not os.path.isfile(conf):
+        return
+    import yaml
+
+    try:
+        with open(conf) as file:
+            content = yaml.safe_load(file)
+    except yaml.YAMLError as error:
+        parser.exit(1, f"Malformed hyper-parameter file {conf}: {error}\n")
+    if not isinstance(content, dict):
+        parser.exit(1, f"Malformed hyper-parameter file {conf}: expected a mapping of env ids to hyper-parameters\n")
+
+
+def _heartbeat(parser: argparse.ArgumentParser, args: argparse.Namespace) -> "Heartbeat | None":
+    """
+    The heartbeat of a search on an RDB storage from ``--heartbeat-interval`` / ``--grace-period`` (by default
+    :data:`~sb3_reinforce.zoo.storage.DEFAULT_HEARTBEAT_INTERVAL` and ``DEFAULT_GRACE_PERIOD``; interval 0: none).
+    Given without a search, or with a JournalFile storage, they are a usage error.
+    """
+    from sb3_reinforce.zoo import storage as storages
+
+    interval, grace_period = args.heartbeat_interval, args.grace_period
+    given = interval is not None or grace_period is not None
+    search = args.optimize_hyperparameters and args.storage is not None
+    if given and not search:
+        parser.error("--heartbeat-interval / --grace-period apply to a search: train -optimize --storage URL")
+    if search and storages.is_journal(args.storage):
+        if given:
+            parser.error(
+                f"--heartbeat-interval / --grace-period need an RDB storage (postgresql://..., sqlite:///...): "
+                f"Optuna's JournalFile storage {args.storage} has no heartbeat"
+            )
+        print(
+            f"note: Optuna's JournalFile storage ({args.storage}) has no heartbeat: the trial of a worker that dies stays "
+            "RUNNING; use an RDB storage (PostgreSQL) for a search that survives dead workers",
+            file=sys.stderr,
+        )
+    if interval == 0:
+        if grace_period is not None:
+            parser.error("--grace-period needs a heartbeat: --heartbeat-interval > 0")
+        return None
+    if interval is None:
+        interval = storages.DEFAULT_HEARTBEAT_INTERVAL
+        grace_period = storages.DEFAULT_GRACE_PERIOD if grace_period is None else grace_period
+    elif grace_period is None:
+        grace_period = 3 * interval
+    try:
+        return storages.Heartbeat(interval=interval, grace_period=grace_period)
+    except ValueError as error:
+        parser.error(f"--heartbeat-interval / --grace-period: {error}")
+
+
+def _train() -> None:
+    """rl_zoo3's ``train``, with REINFORCE's additions made on what its parser returns (see the module docstring)."""
+    from rl_zoo3 import train as zoo_train
+
+    from sb3_reinforce.zoo.storage import rdb_patches
+
+    parse_args = argparse.ArgumentParser.parse_args
+    with contextlib.ExitStack() as stack:
+
+        def parse_with_additions(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> argparse.Namespace:
+            parser.add_argument("--heartbeat-interval", type=int, help="seconds between two heartbeats of a trial")
+            parser.add_argument("--grace-period", type=int, help="silence after which a trial is failed and retried")
+            parsed = parse_args(parser, *args, **kwargs)
+            if parsed.algo == ALGO_NAME and parsed.conf_file is None:
+                parsed.conf_file = default_config_path()
+            _check_hyperparameter_file(parser, parsed.conf_file)
+            stack.enter_context(rdb_patches(_heartbeat(parser, parsed)))
+            del parsed.heartbeat_interval, parsed.grace_period  # rl_zoo3 saves its arguments
+            return parsed
+
+        stack.enter_context(mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_additions))
+        zoo_train.train()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Entry point of ``sb3-reinforce-zoo`` and ``python -m sb3_reinforce.zoo``.
+
+    :param argv: The arguments (default: ``sys.argv[1:]``): a command, then rl_zoo3's arguments for it.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        from sb3_reinforce.zoo.storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
+        print(USAGE.format(config=default_config_path(), interval=DEFAULT_HEARTBEAT_INTERVAL, grace=DEFAULT_GRACE_PERIOD))
+        return
+    command, args = argv[0], argv[1:]
+    if command not in (*COMMANDS, "best"):
+        # A usage error: exit status 2, as argparse gives.
+        print(
+            f"sb3-reinforce-zoo: unknown command {command!r}; choose one of: {', '.join([*COMMANDS, 'best'])}", file=sys.stderr
+        )
+        raise SystemExit(2)
+    try:
+        register()
+    except ImportError as error:
+        raise SystemExit(f"The RL Zoo is not installed ({error}): pip install 'sb3-reinforce[zoo]'") from error
+    if command == "best":
+        from sb3_reinforce.zoo import best
+
+        best.main(args, default_config_path())
+        return
+    sys.argv = [f"sb3-reinforce-zoo {command}", *args]
+    if command == "train":
+        _train()
+    else:
+        _run_command(command)
