@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,13 +39,13 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from sb3_reinforce import REINFORCE  # noqa: E402
-from sb3_reinforce.zoo import best  # noqa: E402
 from sb3_reinforce.zoo.hyperparams_opt import ACTIVATIONS, NET_ARCHS  # noqa: E402
-from sb3_reinforce.zoo.storage import Heartbeat, MaxTrialsSurvivingDeadWorkers, rdb_patches, rdb_storage  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
 COUNTED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)
+
+pytestmark = pytest.mark.servers
 
 
 def search_worker(cwd: Path, storage: str, study: str, seed: int, *extra: str, timesteps: int = 1024,
@@ -239,91 +237,6 @@ def test_best_trial_becomes_a_yml_entry_that_trains(shared_study: tuple[str, str
     assert model.lr_schedule(1.0) == params["learning_rate"]
     assert model.policy.net_arch == NET_ARCHS[params["net_arch"]]
     assert model.policy.activation_fn is ACTIVATIONS[params["activation_fn"]]
-
-
-# --- No server needed -------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
-def test_the_wait_at_the_end_reruns_a_dead_worker_s_trial(tmp_path: Path) -> None:
-    """
-    ``MaxTrialsSurvivingDeadWorkers`` on an SQLite storage with a heartbeat: a trial left RUNNING by a "dead" worker
-    (one heartbeat, then silence) is failed and rerun, so the study reaches its total of complete trials. rl_zoo3's
-    own ``MaxTrialsCallback`` counts the dead trial as done and stops one short.
-    """
-
-    def study_with_a_dead_trial(name: str) -> tuple[optuna.Study, optuna.Trial]:
-        storage = rdb_storage(f"sqlite:///{tmp_path / 'study.db'}", Heartbeat(interval=1, grace_period=5))
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-        dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-        storage.record_heartbeat(dead._trial_id)
-        return study, dead
-
-    def objective(trial: optuna.Trial) -> float:
-        return trial.suggest_float("x", 0, 1)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study, dead = study_with_a_dead_trial("plain")
-        study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(3, states=COUNTED)])
-        assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.COMPLETE, TrialState.COMPLETE]
-
-        study, dead = study_with_a_dead_trial("surviving")
-        study.optimize(objective, callbacks=[MaxTrialsSurvivingDeadWorkers(3, states=COUNTED, poll_interval=0.2)])
-    states = [t.state for t in study.trials]
-    assert states[0] == TrialState.FAIL and states.count(TrialState.COMPLETE) == 3, states
-    assert study.trials[-1].params == {"x": dead.params["x"]}  # the dead trial's parameters, run again
-
-
-def test_the_patches_give_rl_zoo3_the_heartbeat_and_the_waiting_callback(tmp_path: Path) -> None:
-    """What rl_zoo3's search gets inside ``rdb_patches``: a heartbeat storage for an RDB URL and the waiting callback;
-    for a JournalFile, its own storage and ``MaxTrialsCallback`` (no heartbeat there: waiting would be pointless)."""
-    from rl_zoo3 import exp_manager
-
-    with rdb_patches(Heartbeat(interval=1, grace_period=3)):
-        study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
-        assert study._storage.get_heartbeat_interval() == 1
-        assert type(exp_manager.MaxTrialsCallback(6, states=COUNTED)) is MaxTrialsSurvivingDeadWorkers
-    with rdb_patches(Heartbeat(interval=1, grace_period=3)):
-        journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.log")))
-        optuna.create_study(study_name="j", storage=journal)
-        assert type(exp_manager.MaxTrialsCallback(6, states=COUNTED)) is optuna.study.MaxTrialsCallback
-    assert exp_manager.MaxTrialsCallback is optuna.study.MaxTrialsCallback  # restored
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ("--heartbeat-interval 5", "apply to a search"),
-        ("--optimize --stor study.log --heartbeat-interval 5", "JournalFile storage study.log has no heartbeat"),
-        ("-optimize --storage study.log --heartbeat-interval 5", "JournalFile storage study.log has no heartbeat"),
-        ("-optimize --storage sqlite:///s.db --heartbeat-interval 5 --grace-period 5", "longer than the heartbeat interval"),
-        ("-optimize --storage sqlite:///s.db --heartbeat-interval -1", "positive number of seconds"),
-        ("-optimize --storage sqlite:///s.db --heartbeat-interval 0 --grace-period 9", "--grace-period needs a heartbeat"),
-    ],
-)
-def test_heartbeat_options_are_checked(options: str, message: str, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "sb3_reinforce.zoo", "train", "--algo", "reinforce", "--env", "CartPole-v1"]
-    result = subprocess.run([*command, *shlex.split(options)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
-    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
-
-
-def test_put_entry_keeps_everything_else() -> None:
-    text = "# header\n\nA-v1:\n  # old best\n  n_envs: 1\n  # about A\n  lr: 1\n\n# about B\nB-v1:\n  n_envs: 2\n  x: 1.5e-3\n"
-    entry = {"n_envs": 4, "n_timesteps": 1e6}
-    assert best.put_entry(text, "A-v1", entry, "new best") == (
-        "# header\n\nA-v1:\n  # new best\n  n_envs: 4\n  n_timesteps: 1000000.0\n\n"
-        "# about B\nB-v1:\n  n_envs: 2\n  x: 1.5e-3\n"
-    )
-    assert best.put_entry(text, "B-v1", {"n_envs": 3}, "b").endswith("# about B\nB-v1:\n  # b\n  n_envs: 3\n")
-    assert best.put_entry(text, "C-v1", {"n_envs": 5}, "c") == text + "\nC-v1:\n  # c\n  n_envs: 5\n"
-    # Floats as PyYAML (rl_zoo3) reads them back: "1e5" would be a string to it.
-    assert yaml.safe_load(best.put_entry("A-v1:\n  n_timesteps: !!float 1e5\n", "B-v1", {"x": 1}, "b"))["A-v1"] == {
-        "n_timesteps": 100000.0
-    }
-    policy_kwargs = {"net_arch": {"pi": [64], "vf": [64]}, "activation_fn": __import__("torch").nn.Tanh, "ortho_init": False}
-    assert best.python_text(policy_kwargs) == "dict(net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh, ortho_init=False)"
 
 
 # --- Dask -----------------------------------------------------------------------------------------------------------

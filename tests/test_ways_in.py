@@ -106,6 +106,7 @@ def zoo(args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=ZOO_ENV, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -139,6 +140,7 @@ def test_zoo_without_a_command_prints_its_usage_and_a_wrong_one_is_a_usage_error
     assert result.returncode == 2 and "unknown command 'trian'" in result.stderr
 
 
+@pytest.mark.slow
 def test_mypy_checks_a_user_script_against_the_installed_package(tmp_path):
     """The README's editable install is a path entry: mypy finds the package and its py.typed from anywhere."""
     pytest.importorskip("mypy")
@@ -175,6 +177,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_saving_leaves_the_previous_save_loadable(tmp_path):
     """SIGKILL at a random moment while a large model is saved again and again (8 times out of 8 on SB3's save)."""
     generator = random.Random(0)

@@ -18,6 +18,8 @@ from tests.zoo_workers import search_command  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
+pytestmark = pytest.mark.slow
+
 
 def zoo(command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m sb3_reinforce.zoo COMMAND`` in ``cwd``."""
