@@ -1,14 +1,17 @@
 """
-Warm starts of the LunarLander searches at the full 1M-step budget: create the study as rl_zoo3 would (maximise) and
-enqueue starting points; TPE samples every later trial.
+Warm starts of the searches at the full 1M-step budget: create the study as rl_zoo3 would (maximise) and enqueue
+starting points; TPE samples every later trial.
 
 - ``LunarLander-v3`` (study ``reinforce-LunarLander-v3-1M`` in ``lunarlander_1m.log``): the best configurations of
   the 300k-step search (``lunarlander.log``, trials 14 and 28) with a linearly decaying learning rate, trial 14 also
   with the value baseline, and a textbook REINFORCE-with-critic configuration (``TEXTBOOK``).
 - ``LunarLanderContinuous-v3`` (study ``reinforce-LunarLanderContinuous-v3-1M`` in
   ``lunarlandercontinuous_1m.log``): ``TEXTBOOK``, the configuration that won the LunarLander-v3 search.
+- MuJoCo ``HalfCheetah-v4``, ``Hopper-v4``, ``Walker2d-v4``, ``Swimmer-v4``, ``Ant-v4`` (study ``reinforce-ENV-1M`` in
+  ``mujoco_ENV.log``): whole 1000-step episodes in every rollout (``n_steps`` 1024 x 8 envs), the configuration
+  that learnt HalfCheetah in the issue's second probe (lr 3e-3), and the same with a decaying 1e-3.
 
-    python benchmarks/searches/enqueue_lunarlander_1m.py LunarLander-v3   # once, before the search command (README.md)
+    python benchmarks/searches/enqueue.py LunarLander-v3   # once, before the search command (README.md)
 """
 
 import argparse
@@ -33,12 +36,20 @@ TEXTBOOK: dict[str, Any] = {
     "activation_fn": "relu",
     "incomplete_episodes": "carry",
 }
-STUDIES = {"LunarLander-v3": "lunarlander_1m.log", "LunarLanderContinuous-v3": "lunarlandercontinuous_1m.log"}
+MUJOCO = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4", "Ant-v4")
+STUDIES = {
+    "LunarLander-v3": "lunarlander_1m.log",
+    "LunarLanderContinuous-v3": "lunarlandercontinuous_1m.log",
+    **{env: f"mujoco_{env.split('-')[0].lower()}.log" for env in MUJOCO},
+}
+WHOLE_EPISODES: dict[str, Any] = {**TEXTBOOK, "n_steps": 1024, "learning_rate": 3e-3, "lr_schedule": "constant"}
 
 
 def starting_points(env: str) -> list[dict[str, Any]]:
     if env == "LunarLanderContinuous-v3":
         return [TEXTBOOK]
+    if env in MUJOCO:
+        return [WHOLE_EPISODES, {**WHOLE_EPISODES, "learning_rate": 1e-3, "lr_schedule": "linear"}]
     old = optuna.load_study(study_name="reinforce-LunarLander-v3", storage=open_storage(str(HERE / "lunarlander.log")))
     trial_14, trial_28 = old.trials[14].params, old.trials[28].params
     linear = {"lr_schedule": "linear"}
