@@ -99,20 +99,28 @@ def group_cells(runs: Runs, threshold: float, iqm: tuple[float, float, float] | 
 
 
 def plot_curves(groups: dict[str, Runs], threshold: float, title: str, path: Path) -> None:
-    """Mean evaluation return over the seeds against steps, shaded ± one standard deviation over the seeds."""
-    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    """
+    Mean evaluation return over the seeds against steps, shaded ± one standard deviation over the seeds: the whole
+    run on the left, the second half on the right on its own scale (an early dip, LunarLander's -6,000 for one, would
+    otherwise flatten the comparison at the end).
+    """
+    figure, (whole, end) = plt.subplots(1, 2, figsize=(10.0, 3.8), dpi=100)
     for name, runs in groups.items():
         grid = np.array(min((run["timesteps"] for run in runs), key=len), dtype=float)
         curves = np.array([np.interp(grid, run["timesteps"], run["eval_mean"]) for run in runs])
         mean, std = curves.mean(axis=0), curves.std(axis=0)
-        (line,) = axes.plot(grid, mean, label=f"{name} ({len(runs)} seeds)")
-        axes.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
-    axes.set_title(title)
-    axes.set_xlabel("environment steps")
-    axes.set_ylabel("mean evaluation return")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
+        second_half = grid >= grid[-1] / 2
+        for axes, keep in ((whole, slice(None)), (end, second_half)):
+            (line,) = axes.plot(grid[keep], mean[keep], label=f"{name} ({len(runs)} seeds)")
+            axes.fill_between(grid[keep], (mean - std)[keep], (mean + std)[keep], color=line.get_color(), alpha=0.2,
+                              linewidth=0)  # fmt: skip
+    for axes, subtitle in ((whole, "whole run"), (end, "second half")):
+        axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
+        axes.set_title(f"{title}: {subtitle}")
+        axes.set_xlabel("environment steps")
+        axes.grid(alpha=0.3)
+    whole.set_ylabel("mean evaluation return")
+    end.legend(fontsize="small")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
