@@ -13,6 +13,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 
+from sb3_reinforce.reinforce.policies import OUR_POLICIES
+
 Obs = np.ndarray | dict[str, np.ndarray]
 
 Baseline = Literal["none", "mean", "value"]
@@ -181,7 +183,7 @@ def check_spaces(observation_space: spaces.Space | None, action_space: spaces.Sp
 
 def check_rollout_buffer_class(rollout_buffer_class: type) -> None:
     """REINFORCE needs the episode ends its own buffers record: raise a ``TypeError`` for any other buffer class."""
-    from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer
+    from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer  # buffers use checks
 
     if not issubclass(rollout_buffer_class, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer)):
         raise TypeError(
@@ -207,8 +209,6 @@ def policy_kwargs_error(error: TypeError, policy_class: type, policy_kwargs: dic
     if key in SET_BY_THE_ALGORITHM:
         hint = f"{key}: pass it to REINFORCE itself, not in policy_kwargs"
         return ValueError(f"policy_kwargs has unknown key(s) {key!r} ({hint})")
-    from sb3_reinforce.reinforce.policies import OUR_POLICIES
-
     if policy_class not in OUR_POLICIES:
         return error
     sb3_policy = policy_class.__mro__[2]  # after the options mixin: SB3's actor-critic policy
