@@ -68,19 +68,23 @@ def skipped_path(results: Path, suite: str, env: str, name: str) -> Path:
     return run_dir(results, suite, env, name) / "skipped.json"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically: a temporary file in the same folder, then ``os.replace``."""
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically: a temporary file in the same folder, then ``os.replace`` (never a half-written file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as file:
-            json.dump(data, file, indent=1)
-            file.write("\n")
+            file.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -14,7 +14,6 @@ It also writes every run's summary to ``RESULTS/runs.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shlex
 import statistics
@@ -29,7 +28,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import BENCHMARKS_DIR, DEFAULT_RESULTS, REPO_ROOT, load_results, read_json, zoo_entry
+from common import BENCHMARKS_DIR, DEFAULT_RESULTS, REPO_ROOT, load_results, read_json, write_text, zoo_entry
 from run import ABLATION_BUDGETS, ABLATION_VARIANTS, ALGOS, BUDGETS, SOLVE_THRESHOLDS, describe_variant
 
 Runs = list[dict[str, Any]]
@@ -283,23 +282,30 @@ class Report:
         self.commands.append(f"- Throughput: `{data['command']}`")
 
     def write_csv(self) -> Path:
+        """One row per run, with pandas."""
+        import pandas as pd
+
+        rows = []
+        for runs in self.runs.values():
+            for run in runs:
+                spec = run["spec"]
+                keys = ("suite", "env", "name", "algo", "label", "seed", "budget", "eval_freq", "eval_episodes")
+                rows.append(
+                    {
+                        **{key: spec[key] for key in keys},
+                        "final_timestep": run["final_timestep"],
+                        "final_score": run["final_score"],
+                        "solve_threshold": spec["solve_threshold"],
+                        "first_step_at_threshold": first_reach(run, spec["solve_threshold"]),
+                        "wall_time_s": run["wall_time_s"],
+                        "cpu": run["machine"]["cpu"],
+                        "copied_from": run.get("copied_from", ""),
+                        "smoke": spec.get("smoke", False),
+                    }
+                )
         path = self.results / "runs.csv"
-        columns = ["suite", "env", "name", "algo", "label", "seed", "budget", "eval_freq", "eval_episodes", "final_timestep",
-                   "final_score", "solve_threshold", "first_step_at_threshold", "wall_time_s", "cpu", "copied_from",
-                   "smoke"]  # fmt: skip
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(columns)
-            for runs in self.runs.values():
-                for run in runs:
-                    spec = run["spec"]
-                    writer.writerow([spec["suite"], spec["env"], spec["name"], spec["algo"], spec["label"], spec["seed"],
-                                     spec["budget"], spec["eval_freq"], spec["eval_episodes"], run["final_timestep"],
-                                     run["final_score"], spec["solve_threshold"],
-                                     first_reach(run, spec["solve_threshold"]), run["wall_time_s"], run["machine"]["cpu"],
-                                     run.get("copied_from", ""), spec.get("smoke", False)])  # fmt: skip
-        os.replace(tmp, path)
+        table = pd.DataFrame(rows).astype({"first_step_at_threshold": "Int64"})  # integers, blank where never reached
+        write_text(path, table.to_csv(index=False, lineterminator="\r\n"))
         return path
 
     def build(self) -> str:
@@ -356,9 +362,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = Report(args.results, args.out, args.reps, args.seed).build()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-    tmp.write_text(report + "\n")
-    os.replace(tmp, args.out)
+    write_text(args.out, report + "\n")
     print(f"wrote {args.out}")
 
 
