@@ -50,15 +50,22 @@ def iqm_intervals(scores: dict[str, np.ndarray], reps: int, seed: int) -> dict[s
 
     if not scores:
         return {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arch: random_state is deprecated
-        points, intervals = library.get_interval_estimates(
-            {name: values.reshape(-1, 1) for name, values in scores.items()},
-            lambda x: np.array([metrics.aggregate_iqm(x)]),
-            reps=reps,
-            confidence_interval_size=IQM_CONFIDENCE,
-            random_state=np.random.RandomState(seed),
-        )
+    # rliable's StratifiedBootstrap draws its resamples from numpy's global generator (np.random.choice), not from
+    # random_state: seed that too, for the duration of the call, so that the intervals are the same on every run.
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # arch: random_state is deprecated
+            points, intervals = library.get_interval_estimates(
+                {name: values.reshape(-1, 1) for name, values in scores.items()},
+                lambda x: np.array([metrics.aggregate_iqm(x)]),
+                reps=reps,
+                confidence_interval_size=IQM_CONFIDENCE,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(global_state)
     return {name: (float(points[name][0]), float(intervals[name][0, 0]), float(intervals[name][1, 0])) for name in scores}
 
 
