@@ -83,15 +83,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=mp.cpu_count())
     parser.add_argument("--set", default="{}", help="JSON dict of hyper-parameters applied to every REINFORCE run")
     parser.add_argument("--json", help="also write the per-seed results to this file")
+    parser.add_argument("--only", nargs="+", help="run only these settings of the grid (default: all)")
     args = parser.parse_args()
+    grid = {name: setting for name, setting in GRIDS[args.grid].items() if args.only is None or name in args.only}
+    if not grid:
+        parser.error(f"--only matches no setting of {args.grid}: {', '.join(GRIDS[args.grid])}")
 
     extra = json.loads(args.set)
     jobs = [
         (name, algo, n_envs, {**kwargs, **extra}, args.env, args.timesteps, seed, args.eval_episodes)
-        for name, (algo, n_envs, kwargs) in GRIDS[args.grid].items()
+        for name, (algo, n_envs, kwargs) in grid.items()
         for seed in range(args.seeds)
     ]
-    results: dict[str, list[float]] = {name: [] for name in GRIDS[args.grid]}
+    results: dict[str, list[float]] = {name: [] for name in grid}
     with mp.get_context("spawn").Pool(args.workers) as pool:
         for name, seed, score, seconds in pool.imap_unordered(run_one, jobs):
             print(f"  {name} seed {seed}: {score:.1f} ({seconds:.0f} s)", flush=True)
