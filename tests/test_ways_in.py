@@ -23,6 +23,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from sb3_reinforce import REINFORCE
 from sb3_reinforce.reinforce import MlpPolicy
 from sb3_reinforce.reinforce.checks import NOT_REINFORCE_ARGUMENTS
+from tests.zoo_workers import zoo
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,19 +99,10 @@ def test_a_policy_file_with_reinforce_options_names_its_loader(tmp_path):
         assert th.equal(ours, theirs)
 
 
-ZOO_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-
-
-def zoo(args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "sb3_reinforce.zoo", *args.split()]
-    return subprocess.run(command, cwd=cwd, env=ZOO_ENV, capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ("baseline:'valeu'", "baseline must be one of 'none', 'mean', 'value', got 'valeu'"),
+        ("\"baseline:'valeu'\"", "baseline must be one of 'none', 'mean', 'value', got 'valeu'"),
         ("gamma:1.5", "gamma must be a number in [0, 1], got 1.5"),
         ("n_steps:0", "n_steps must be an integer >= 1, got 0"),
     ],
@@ -118,7 +110,9 @@ def zoo(args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_zoo_continue_training_checks_params_before_training_or_writing(tmp_path, saved, params, message):
     pytest.importorskip("rl_zoo3")
     result = zoo(
-        f"train --algo reinforce --env CartPole-v1 -i {saved} -n 256 -f logs --num-threads 1 -params {params}", tmp_path
+        f"train --algo reinforce --env CartPole-v1 -i {saved} -n 256 -f logs --num-threads 1 -params {params}",
+        tmp_path,
+        check=False,
     )
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert not list(tmp_path.rglob("config.yml")) and not list(tmp_path.rglob("*.zip"))
@@ -127,16 +121,16 @@ def test_zoo_continue_training_checks_params_before_training_or_writing(tmp_path
 @pytest.mark.parametrize("storage", ["sqlite:///missing.db", "missing.log"])
 def test_best_on_a_missing_storage_says_so_and_creates_nothing(tmp_path, storage):
     pytest.importorskip("optuna")
-    result = zoo(f"best --storage {storage} --study-name s", tmp_path)
+    result = zoo(f"best --storage {storage} --study-name s", tmp_path, check=False)
     assert result.returncode == 1
     assert f"The storage {storage} does not exist" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_zoo_without_a_command_prints_its_usage_and_a_wrong_one_is_a_usage_error(tmp_path):
-    result = zoo("", tmp_path)
+    result = zoo("", tmp_path, check=False)
     assert result.returncode == 0 and result.stdout.startswith("usage: sb3-reinforce-zoo COMMAND")
-    result = zoo("trian", tmp_path)
+    result = zoo("trian", tmp_path, check=False)
     assert result.returncode == 2 and "unknown command 'trian'" in result.stderr
 
 

@@ -1,7 +1,5 @@
 """The rl_zoo3 entry really runs: train, enjoy, hyper-parameters from the yml, errors, optimisation, shared studies."""
 
-import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,21 +11,11 @@ optuna = pytest.importorskip("optuna")
 
 from sb3_reinforce import REINFORCE  # noqa: E402
 from sb3_reinforce.zoo import default_config_path  # noqa: E402
-from tests.zoo_workers import search_command  # noqa: E402
+from tests.zoo_workers import ENV, search_command, zoo  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 pytestmark = pytest.mark.slow
-
-
-def zoo(command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m sb3_reinforce.zoo COMMAND`` in ``cwd``."""
-    args = [sys.executable, "-m", "sb3_reinforce.zoo", *shlex.split(command)]
-    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 def optimize(cwd: Path, storage: str, study: str, trials: int) -> subprocess.Popen:
