@@ -51,7 +51,7 @@ def run_module(benchmarks_on_path: None) -> ModuleType:
 @pytest.mark.slow
 def test_smoke_run_report_and_resume(tmp_path: Path) -> None:
     output = script("benchmarks/run.py", "--smoke", "--results", str(tmp_path), "--jobs", "2")
-    assert "10 runs planned" in output and "8 trainings" in output, output
+    assert "10 runs planned" in output and "10 to run as 8 trainings" in output, output
 
     files = sorted(tmp_path.glob("*/*/*/seed*.json"))
     found = {(path.parts[-4], path.parts[-3], path.parts[-2], path.stem) for path in files}
@@ -77,14 +77,15 @@ def test_smoke_run_report_and_resume(tmp_path: Path) -> None:
 
     written = {path: path.stat().st_mtime_ns for path in files}
     again = script("benchmarks/run.py", "--smoke", "--results", str(tmp_path), "--jobs", "2")
-    assert "10 already done, 0 to run" in again, again
+    assert "10 already done, 0 copied from an identical run, 0 to run" in again, again
     assert {path: path.stat().st_mtime_ns for path in files} == written
 
     report = tmp_path / "README.md"
     script("benchmarks/report.py", "--results", str(tmp_path), "--out", str(report), "--reps", "500")
     text = report.read_text()
     headings = ["## Machine", "## REINFORCE vs A2C vs PPO", "### CartPole-v1\n", "### Acrobot-v1", "### LunarLander-v3",
-                "### Pendulum-v1", "## Ablation", "### CartPole-v1 ablation", "## Throughput", "## Reproduce"]  # fmt: skip
+                "### Pendulum-v1", "## Ablation", "### CartPole-v1 (ablation)", "## Incomplete episodes",
+                "### Acrobot-v1 (incomplete)", "## Throughput", "## Reproduce"]  # fmt: skip
     for heading in headings:
         assert heading in text, heading
     assert "not run yet" in text  # LunarLander-v3 and Pendulum-v1 are not in the smoke run
@@ -103,27 +104,35 @@ def test_smoke_run_report_and_resume(tmp_path: Path) -> None:
 
 
 def test_plan(run_module: ModuleType) -> None:
-    specs, skipped, warnings = run_module.plan(("main", "ablation"), None, run_module.ALGOS, None, 5, False)
-    assert not warnings and not skipped
+    suites = list(run_module.SUITES)
+    specs, skipped = run_module.plan(suites, None, None, 5, False)
+    assert not skipped
     for spec in specs:
-        budgets = run_module.BUDGETS if spec["suite"] == "main" else run_module.ABLATION_BUDGETS
-        assert spec["budget"] == budgets[spec["env"]] and spec["eval_freq"] == spec["budget"] // run_module.N_EVALUATIONS
-        assert spec["eval_episodes"] == 10 and spec["seed"] in range(5)
-    assert len(specs) == 5 * 3 * len(run_module.BUDGETS) + 5 * 2 * len(run_module.ABLATION_VARIANTS)
+        budget = run_module.SUITES[spec["suite"]].budgets[spec["env"]]
+        assert spec["budget"] == (budget or int(float(spec["zoo_entry"]["n_timesteps"])))
+        assert spec["eval_freq"] == spec["budget"] // 25 and spec["eval_episodes"] == 10 and spec["seed"] in range(5)
+    planned = {(s["suite"], s["env"], s["name"]) for s in specs}
+    assert len(specs) == 5 * len(planned)
+    assert len([key for key in planned if key[0] == "main"]) == 3 * 4 and ("main", "LunarLander-v3", "ppo") in planned
+    assert ("eight_envs", "Acrobot-v1", "n128_lr0.001") in planned
+    assert ("eight_envs", "CartPole-v1", "n128_lr0.001") not in planned
 
     # The ablation flips REINFORCE's default (normalize_advantage=False), whatever the shipped entry says.
     assert run_module.reinforce_defaults()["normalize_advantage"] is False
     flipped = next(s for s in specs if s["name"] == "normalize_advantage_flipped")
     assert flipped["overrides"] == {"normalize_advantage": True}
+    # The suites on REINFORCE's defaults reset every key of the entry the zoo would otherwise apply (CartPole's n_steps=32).
+    assert run_module.zoo_entry("reinforce", "CartPole-v1")["n_steps"] == 32
+    defaults = next(s for s in specs if s["suite"] == "defaults" and s["env"] == "CartPole-v1")
+    assert defaults["overrides"] == {"n_envs": 1, "n_steps": 512}
 
 
 def test_plan_skips_an_algorithm_without_an_entry(run_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     """An env without a REINFORCE entry: its REINFORCE runs are skipped with the reason, A2C and PPO still run."""
     real_entry = run_module.zoo_entry
     monkeypatch.setattr(run_module, "zoo_entry", lambda algo, env: None if algo == "reinforce" else real_entry(algo, env))
-    specs, skipped, _ = run_module.plan(("main",), ["LunarLander-v3"], run_module.ALGOS, None, 5, False)
-    assert {(r["env"], r["name"]) for r in skipped} == {("LunarLander-v3", "reinforce")}
-    assert "no shipped REINFORCE entry for LunarLander-v3" in skipped[0]["reason"]
+    specs, skipped = run_module.plan(("main",), ["LunarLander-v3"], None, 5, False)
+    assert skipped == ["main LunarLander-v3 reinforce: no reinforce entry"]
     assert sorted({spec["algo"] for spec in specs}) == ["a2c", "ppo"] and len(specs) == 10
 
 
@@ -134,19 +143,22 @@ def test_report_says_why_an_algorithm_has_no_results(tmp_path: Path, monkeypatch
 
     real_entry = report.zoo_entry
     monkeypatch.setattr(report, "zoo_entry", lambda algo, env: None if algo != "ppo" else real_entry(algo, env))
-    page = report.Report(tmp_path, tmp_path / "README.md", reps=10, seed=0)
-    assert page.missing_row("main", "Acrobot-v1", "reinforce", 2) == ["no shipped REINFORCE entry for Acrobot-v1 yet", "—"]
-    assert page.missing_row("main", "Acrobot-v1", "a2c", 2) == ["no rl_zoo3 a2c entry", "—"]
-    assert page.missing_row("main", "Acrobot-v1", "ppo", 2) == ["not run yet", "—"]
+    page = report.Report(tmp_path, tmp_path / "README.md", reps=10, seed=0).build()
+    acrobot = page.split("### Acrobot-v1\n")[1].split("###")[0]
+    assert "| reinforce | no reinforce entry for Acrobot-v1 | — |" in acrobot
+    assert "| a2c | no a2c entry for Acrobot-v1 | — |" in acrobot
+    assert "| ppo | not run yet | — |" in acrobot
 
 
 def test_hyperparams_reach_the_zoo_unchanged(run_module: ModuleType) -> None:
     """The zoo evaluates each ``--hyperparams`` value as Python: strings, None and booleans survive the trip."""
-    from common import hyperparams_arg
+    from common import zoo_command
     from rl_zoo3.utils import StoreDict
 
     overrides = {"baseline": "none", "max_grad_norm": None, "normalize_advantage": True, "learning_rate": 3e-4}
     parser = argparse.ArgumentParser()
     parser.add_argument("--hyperparams", nargs="+", action=StoreDict)
-    parsed = parser.parse_args(["--hyperparams", *(hyperparams_arg(key, value) for key, value in overrides.items())])
+    spec = {"algo": "reinforce", "env": "CartPole-v1", "seed": 0, "budget": 1, "eval_freq": 1, "eval_episodes": 1}
+    command = zoo_command({**spec, "overrides": overrides})
+    parsed, _ = parser.parse_known_args(command[command.index("--hyperparams") :])
     assert parsed.hyperparams == overrides

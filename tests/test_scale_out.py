@@ -278,7 +278,8 @@ def test_dask_cluster_gives_the_local_results(local_results: dict[str, dict[str,
 
     again = subprocess.run([*RUN, "--results", str(tmp_path / "dask"), "--scheduler", "tcp://127.0.0.1:9"], env=ENV,
                            capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert "6 already done, 0 to run" in again.stdout  # resume: nothing to do, no cluster needed
+    # resume: nothing to do, no cluster needed
+    assert "6 already done, 0 copied from an identical run, 0 to run" in again.stdout
 
 
 def trainings_in_process_group(pgid: int) -> list[int]:
