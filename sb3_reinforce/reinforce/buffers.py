@@ -7,6 +7,7 @@ import torch as th
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 
+from sb3_reinforce.reinforce.carry import Batch, HeldOver, Steps, assemble_batch
 from sb3_reinforce.reinforce.checks import check_finite
 
 
@@ -60,6 +61,21 @@ class _EpisodeEndsMixin:
         """
         truncation_values = np.where(self.truncated, mean + std * self.truncation_critic, 0.0)
         return truncation_values, mean + std * self.last_critic
+
+    def assemble(
+        self, gamma: float, incomplete_episodes: str, held_over: HeldOver, carry_max_steps: int,
+        critic_scale: tuple[float, float] | None = None,
+    ) -> tuple[Batch | None, HeldOver]:  # fmt: skip
+        """
+        :func:`~sb3_reinforce.reinforce.carry.assemble_batch` of this rollout and the steps ``held_over`` from earlier
+        ones, with the recorded critic outputs read on ``critic_scale`` (``None``: the returns the rewards alone give).
+        """
+        truncation_values = last_values = None
+        if critic_scale is not None:
+            truncation_values, last_values = self.critic_values(*critic_scale)
+        rollout = Steps(self.observations, self.actions, self.rewards, self.log_probs)  # type: ignore[attr-defined]
+        return assemble_batch(rollout, self.dones, gamma, incomplete_episodes, held_over, carry_max_steps,
+                              last_values=last_values, truncation_values=truncation_values)  # fmt: skip
 
 
 class ReinforceRolloutBuffer(_EpisodeEndsMixin, RolloutBuffer):

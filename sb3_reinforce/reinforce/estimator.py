@@ -138,6 +138,10 @@ def policy_gradient_loss(log_prob: th.Tensor, advantages: th.Tensor, weights: th
     return -(weighted * log_prob).mean()
 
 
+# Weight of the past in the running mean and variance of returns (``baseline="mean"`` and ``"value"``).
+RETURN_MOMENTS_MOMENTUM = 0.9
+
+
 def update_return_moments(
     moments: tuple[float, float] | None, batch_mean: float, batch_var: float, momentum: float
 ) -> tuple[float, float]:
@@ -191,3 +195,25 @@ def return_scale(moments: tuple[float, float]) -> tuple[float, float]:
     """
     mean, var = moments
     return mean, max(math.sqrt(var), RETURN_SCALE_FLOOR * math.sqrt(mean**2 + var), 1e-8)
+
+
+def update_scale(
+    moments: tuple[float, float] | None, returns: np.ndarray, baseline: str
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """
+    The running moments updated with a batch's returns (those the rewards give, no critic value in them), and the
+    ``(mean, std)`` of the update: the scale the critic is trained and read on (:func:`return_scale`), with for
+    ``baseline="mean"`` the running mean of the *earlier* batches, independent of the actions it weighs.
+
+    :param moments: The running ``(mean, variance)`` before this batch, or ``None`` before the first one.
+    :param returns: The batch's returns.
+    :param baseline: ``"none"``, ``"mean"`` or ``"value"``.
+    :return: ``(new moments, (mean, std))``.
+    """
+    observed = th.as_tensor(returns)
+    batch_mean, batch_var = observed.mean().item(), observed.var(unbiased=False).item()
+    updated = update_return_moments(moments, batch_mean, batch_var, RETURN_MOMENTS_MOMENTUM)
+    mean, std = return_scale(updated)
+    if baseline == "mean" and moments is not None:
+        mean = moments[0]
+    return updated, (mean, std)

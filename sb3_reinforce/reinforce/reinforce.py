@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer, critic_after_truncations
-from sb3_reinforce.reinforce.carry import Batch, HeldOver, Steps, assemble_batch
+from sb3_reinforce.reinforce.carry import Batch, HeldOver
 from sb3_reinforce.reinforce.checks import (
     BASELINES,
     HYPERPARAMETERS,
@@ -37,16 +37,12 @@ from sb3_reinforce.reinforce.estimator import (
     carried_step_weights,
     compute_advantages,
     policy_gradient_loss,
-    return_scale,
-    update_return_moments,
+    update_scale,
 )
 from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_reinforce.reinforce.save_file import atomic_write, check_save_file, load_errors, save_target
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
-
-# Weight of the past in the running mean and variance of returns (``baseline="mean"`` and ``"value"``).
-RETURN_MOMENTS_MOMENTUM = 0.9
 
 
 class REINFORCE(OnPolicyAlgorithm):
@@ -72,25 +68,19 @@ class REINFORCE(OnPolicyAlgorithm):
     :param n_steps: The number of steps to run for each environment per update
         (i.e. the rollout is n_steps * n_envs steps, one gradient step per rollout)
     :param gamma: Discount factor in [0, 1]
-    :param baseline: What is subtracted from the returns: ``"none"`` (textbook REINFORCE, ``A_t = G_t``),
-        ``"mean"`` (a running mean of returns, no critic: the exponential moving average, weight 0.9 on the past,
-        of the mean return of previous updates; the first update uses its own batch mean) or ``"value"``
-        (a learned state value ``V(s_t)``: "REINFORCE with baseline"; the critic is trained by MSE, weighted by
-        ``vf_coef``, on returns standardised with their running mean and standard deviation updated with the batch
-        at hand, so any reward scale works; see :func:`~sb3_reinforce.reinforce.estimator.return_scale`).
-        With ``"none"`` and ``"mean"`` no critic is evaluated or trained.
+    :param baseline: What is subtracted from the returns: ``"none"`` (textbook REINFORCE, ``A_t = G_t``), ``"mean"``
+        (a running mean of earlier batches' returns, no critic) or ``"value"`` (a learned state value ``V(s_t)``,
+        "REINFORCE with baseline", trained by MSE weighted by ``vf_coef`` on standardised returns, so that any reward
+        scale works; see :func:`~sb3_reinforce.reinforce.estimator.update_scale`). Only ``"value"`` has a critic.
     :param normalize_advantage: Standardise the advantages (returns minus baseline) over each batch
     :param ent_coef: Entropy coefficient for the loss calculation
     :param vf_coef: Value function coefficient for the loss calculation (``baseline="value"`` only)
     :param max_grad_norm: Maximum global norm of the gradient (clipping); ``None`` disables clipping
     :param incomplete_episodes: What happens to the steps of an episode still running when the rollout ends.
-        ``"carry"``: they are held over and used in the update after the one in which their episode ends, with their
-        exact returns and the importance weight ``min(pi(a|s) / beta(a|s), carry_ratio_clip)`` (``beta`` the policy that
-        sampled them; the ratios of later actions in the episode are ignored, as in PPO and V-trace). They are
-        dropped when a rollout is abandoned (see :meth:`learn`).
-        ``"drop"``: they are left out of this update (steps of an episode that began in an earlier rollout and ends in
-        this one have exact returns and are kept). ``"bootstrap"`` (``baseline="value"`` only): their return ends with
-        ``gamma^k * V(s_T)``, as in A2C.
+        ``"carry"``: held over to the update in which their episode ends, with their exact returns and the weight
+        ``min(pi(a|s) / beta(a|s), carry_ratio_clip)`` (``beta`` the policy that sampled them), and dropped when a
+        rollout is abandoned (see :meth:`learn`). ``"drop"``: left out. ``"bootstrap"`` (``baseline="value"`` only):
+        their return ends with ``gamma^k * V(s_T)``, as in A2C. See :mod:`sb3_reinforce.reinforce.carry`.
     :param carry_ratio_clip: Upper bound of the importance weight of carried steps (``incomplete_episodes="carry"``)
     :param carry_max_steps: At most this many steps per env are held over; beyond it the oldest are dropped (their
         episode is still running after that many steps)
@@ -391,47 +381,19 @@ class REINFORCE(OnPolicyAlgorithm):
 
     def _batch_and_scale(self) -> tuple[Batch | None, HeldOver, tuple[float, float], tuple[float, float]]:
         """
-        The batch of this update and the held-over state to keep if it goes through, the running moments updated with
-        the batch's returns (those the rewards give, without critic values), and the ``(mean, std)`` of this update:
-        the scale the critic is trained and read on (truncation and bootstrap values included), or for
-        ``baseline="mean"`` the running mean of earlier batches.
+        The batch of this update, the held-over state to keep if it goes through, the running moments updated with the
+        batch (:func:`~sb3_reinforce.reinforce.estimator.update_scale`) and the ``(mean, std)`` of this update.
         """
-        batch, next_carry = self._assemble_batch()
-        n_collected = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
-        self.logger.record("train/used_fraction", (batch.n_fresh if batch else 0) / n_collected)
+        buffer, args = self.rollout_buffer, (self.gamma, self.incomplete_episodes, self._carry, self.carry_max_steps)
+        batch, next_carry = buffer.assemble(*args)
+        self.logger.record("train/used_fraction", (batch.n_fresh if batch else 0) / (buffer.buffer_size * buffer.n_envs))
         if batch is None:
             return None, next_carry, (0.0, 0.0), (0.0, 0.0)
-        observed = th.as_tensor(batch.returns, device=self.device)
-        batch_mean, batch_var = observed.mean().item(), observed.var(unbiased=False).item()
-        self.logger.record("train/return_mean", batch_mean)
-        moments = update_return_moments(self._return_moments, batch_mean, batch_var, RETURN_MOMENTS_MOMENTUM)
-        return_mean, return_std = return_scale(moments)
-        if self.baseline == "value" and (self.incomplete_episodes == "bootstrap" or self.rollout_buffer.truncated.any()):
-            batch, next_carry = self._assemble_batch(critic_scale=(return_mean, return_std))
-        if self.baseline == "mean" and self._return_moments is not None:
-            return_mean = self._return_moments[0]  # earlier batches only: independent of the actions it weighs
-        return batch, next_carry, moments, (return_mean, return_std)
-
-    def _assemble_batch(self, critic_scale: tuple[float, float] | None = None) -> tuple[Batch | None, HeldOver]:
-        """
-        :func:`~sb3_reinforce.reinforce.carry.assemble_batch` of this rollout and the held-over steps, with the recorded
-        critic outputs mapped to values on ``critic_scale`` (``None``: the returns the rewards alone give).
-        """
-        buffer = self.rollout_buffer
-        truncation_values = last_values = None
-        if critic_scale is not None:
-            truncation_values, last_values = buffer.critic_values(*critic_scale)
-        rollout = Steps(buffer.observations, buffer.actions, buffer.rewards, buffer.log_probs)  # type: ignore[arg-type]
-        return assemble_batch(
-            rollout,
-            buffer.dones,
-            self.gamma,
-            self.incomplete_episodes,
-            self._carry,
-            self.carry_max_steps,
-            last_values=last_values,
-            truncation_values=truncation_values,
-        )
+        self.logger.record("train/return_mean", float(batch.returns.mean()))
+        moments, scale = update_scale(self._return_moments, batch.returns, self.baseline)
+        if self.baseline == "value" and (self.incomplete_episodes == "bootstrap" or buffer.truncated.any()):
+            batch, next_carry = buffer.assemble(*args, critic_scale=scale)  # the critic's values, read on this scale
+        return batch, next_carry, moments, scale
 
     def _evaluate_actions(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
         """Log-probabilities and entropy of the actions, and the critic values (``None`` without a critic)."""
