@@ -13,8 +13,6 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 
-from sb3_reinforce.reinforce.policies import OUR_POLICIES
-
 Obs = np.ndarray | dict[str, np.ndarray]
 
 Baseline = Literal["none", "mean", "value"]
@@ -42,6 +40,11 @@ SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscret
 
 class NonFiniteError(ValueError):
     """A NaN or infinity in an observation, a reward, the loss or a gradient; raised before any weight changes."""
+
+
+def is_real(value: Any) -> bool:
+    """A real number (Python's or numpy's), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def index_obs(obs: Obs, index: Any) -> Obs:
@@ -122,9 +125,6 @@ def validate_hyperparameters(
     carry_max_steps: int,
 ) -> None:
     """Raise a ``ValueError`` naming the argument and what it accepts."""
-
-    def is_real(value: Any) -> bool:
-        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
     def is_int(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -209,6 +209,8 @@ def policy_kwargs_error(error: TypeError, policy_class: type, policy_kwargs: dic
     if key in SET_BY_THE_ALGORITHM:
         hint = f"{key}: pass it to REINFORCE itself, not in policy_kwargs"
         return ValueError(f"policy_kwargs has unknown key(s) {key!r} ({hint})")
+    from sb3_reinforce.reinforce.policies import OUR_POLICIES  # policies -> distributions -> checks
+
     if policy_class not in OUR_POLICIES:
         return error
     sb3_policy = policy_class.__mro__[2]  # after the options mixin: SB3's actor-critic policy

@@ -6,9 +6,7 @@ inside the distribution that samples the actions and gives the loss its log-prob
 """
 
 import math
-from typing import Any
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import (
@@ -18,6 +16,8 @@ from stable_baselines3.common.distributions import (
     Distribution,
     MultiCategoricalDistribution,
 )
+
+from sb3_reinforce.reinforce.checks import is_real
 
 
 def mix_with_uniform(log_probs: th.Tensor, floor: float) -> th.Tensor:
@@ -92,9 +92,6 @@ def bounded_distribution(
     The distribution to use in place of SB3's ``action_dist`` for these options (``action_dist`` itself when both
     are 0). Raise a ``ValueError`` naming the option when it does not apply to the action space.
     """
-
-    def is_real(value: Any) -> bool:
-        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
     if not is_real(action_prob_floor) or not 0.0 <= action_prob_floor < 1.0:
         raise ValueError(f"policy_kwargs['action_prob_floor'] must be a number in [0, 1), got {action_prob_floor!r}")

@@ -22,6 +22,7 @@ from sb3_reinforce.reinforce.carry import Batch, HeldOver
 from sb3_reinforce.reinforce.checks import (
     BASELINES,
     HYPERPARAMETERS,
+    SUPPORTED_ACTION_SPACES,
     Baseline,
     IncompleteEpisodes,
     NonFiniteError,
@@ -158,6 +159,7 @@ class REINFORCE(OnPolicyAlgorithm):
             device=device,
             seed=seed,
             _init_setup_model=False,
+            supported_action_spaces=SUPPORTED_ACTION_SPACES,  # SB3's assertion; check_spaces raises a TypeError first
         )
         self.baseline = baseline
         self.normalize_advantage = normalize_advantage
