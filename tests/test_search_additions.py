@@ -102,5 +102,10 @@ def test_put_entry_keeps_everything_else() -> None:
     assert yaml.safe_load(best.put_entry("A-v1:\n  n_timesteps: !!float 1e5\n", "B-v1", {"x": 1}, "b"))["A-v1"] == {
         "n_timesteps": 100000.0
     }
+    assert best.put_entry("A-v1:\n  n: 1e-5\n", "B-v1", {"x": 1}, "b").startswith("A-v1:\n  n: 1.0e-05\n")
+    # Quotes kept, and the shipped file kept byte for byte when an entry is added.
+    assert best.put_entry("A-v1:\n  policy: 'MlpPolicy'\n", "B-v1", {"x": 1}, "b").startswith("A-v1:\n  policy: 'MlpPolicy'\n")
+    shipped = (Path(__file__).parent.parent / "zoo_configs" / "reinforce.yml").read_text()
+    assert best.put_entry(shipped, "New-v1", {"n_envs": 1}, "new").startswith(shipped)
     policy_kwargs = {"net_arch": {"pi": [64], "vf": [64]}, "activation_fn": __import__("torch").nn.Tanh, "ortho_init": False}
     assert best.python_text(policy_kwargs) == "dict(net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh, ortho_init=False)"

@@ -97,11 +97,13 @@ def base_mismatches(study: optuna.Study, base: dict[str, Any], tuned_keys: set[s
 
 def _yaml() -> Any:
     """A round-trip YAML (ruamel.yaml: comments, order and quoting kept) whose floats PyYAML, which rl_zoo3 uses, reads
-    back as the same floats (``1e5`` is a string to PyYAML: such a float is written ``100000.0``)."""
+    back as the same floats (``1e5`` is a string to PyYAML, ruamel drops a ``!!float`` tag and may round the last digit:
+    such a float is written as Python's ``repr``, with a dot in its mantissa)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.scalarfloat import ScalarFloat
 
     round_trip = YAML()
+    round_trip.preserve_quotes = True
     round_trip.width = 4096
     round_trip.indent(mapping=2, sequence=4, offset=2)
     default = round_trip.representer.represent_scalar_float
@@ -110,7 +112,9 @@ def _yaml() -> Any:
         node = default(value) if isinstance(value, ScalarFloat) else representer.represent_float(value)
         read_back = yaml.safe_load(node.value)
         if not isinstance(read_back, float) or read_back != float(value):
-            node = representer.represent_scalar("tag:yaml.org,2002:float", repr(float(value)))
+            mantissa, e, exponent = repr(float(value)).partition("e")  # exact; PyYAML needs a dot: 1e-05 -> 1.0e-05
+            text = mantissa + (".0" if e and "." not in mantissa else "") + e + exponent
+            node = representer.represent_scalar("tag:yaml.org,2002:float", text)
         return node
 
     round_trip.representer.add_representer(ScalarFloat, represent_float)
