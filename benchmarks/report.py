@@ -39,7 +39,8 @@ def load_runs(results: Path) -> pd.DataFrame:
     for path in sorted(Path(results).glob("*/*/*/seed*.json")):
         run = read_json(path)
         spec = run["spec"]
-        threshold = spec.get("solve_threshold", SOLVE_THRESHOLDS.get(spec["env"], np.inf))
+        threshold = spec.get("solve_threshold", SOLVE_THRESHOLDS.get(spec["env"]))
+        threshold = np.inf if threshold is None else threshold  # no threshold: never "solved"
         curve = zip(run["timesteps"], run["eval_mean"], strict=True) if spec["eval_freq"] is not None else []  # converted
         reached = [step for step, score in curve if score >= threshold]
         row = {**spec, **run, "solve_threshold": threshold, "first_step_at_threshold": reached[0] if reached else None}
@@ -87,7 +88,8 @@ def plot_curves(groups: dict[str, pd.DataFrame], threshold: float, title: str, p
             (line,) = axes.plot(grid[part], mean[part], label=f"{name} ({len(runs)} seeds)")
             axes.fill_between(grid[part], (mean - std)[part], (mean + std)[part], color=line.get_color(), alpha=0.2, lw=0)
     for axes, subtitle in ((whole, "whole run"), (end, "second half")):
-        axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
+        if np.isfinite(threshold):
+            axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
         axes.set(title=f"{title}: {subtitle}", xlabel="environment steps")
         axes.grid(alpha=0.3)
     whole.set_ylabel("mean evaluation return")
@@ -144,7 +146,7 @@ class Report:
     def section(self, suite: str, env: str) -> None:
         found = self.runs[(self.runs["suite"] == suite) & (self.runs["env"] == env)]
         runs = {name: run for name, run in SUITES[suite].runs.items() if env in run.get("envs", [env])}
-        names, threshold = [*runs, *sorted(set(found["name"]) - set(runs))], SOLVE_THRESHOLDS.get(env, np.inf)
+        names, threshold = [*runs, *sorted(set(found["name"]) - set(runs))], SOLVE_THRESHOLDS.get(env) or np.inf
         self.add(f"### {env}" + ("" if suite == "main" else f" ({suite})"), "")
         for setting in found.drop_duplicates(["budget", "eval_freq", "eval_episodes"]).itertuples():
             scored = (
@@ -155,7 +157,7 @@ class Report:
             self.add(f"- {setting.budget:,} steps, {scored}")
         self.add(
             *["- **smoke-mode numbers (tiny budget), not a benchmark**"] * bool(found["smoke"].any()),
-            f"- solve threshold: {threshold:g}",
+            f"- solve threshold: {threshold:g}" if np.isfinite(threshold) else "- no solve threshold (gymnasium defines none)",
             "",
         )
         by_name = dict(list(found.groupby("name", sort=False)))

@@ -47,6 +47,8 @@ from tqdm import tqdm
 ALGOS = ("reinforce", "a2c", "ppo")
 SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
 SOLVE_THRESHOLDS |= {"MountainCar-v0": -110.0, "MountainCarContinuous-v0": 90.0, "LunarLanderContinuous-v3": 200.0}
+MUJOCO = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4")
+SOLVE_THRESHOLDS |= {"HalfCheetah-v4": 4800.0, "Hopper-v4": 3800.0, "Walker2d-v4": None, "Swimmer-v4": 360.0}  # gymnasium's
 N_EVALUATIONS, EVAL_EPISODES, SEEDS = 25, 10, 5
 FLIP = "flip"  # an override meaning: the opposite of the shipped (boolean) value
 SMALL = {"CartPole-v1": 100_000, "Acrobot-v1": 100_000}
@@ -74,7 +76,8 @@ SUITES = {
         "REINFORCE vs A2C vs PPO",
         "REINFORCE with the shipped `reinforce.yml`, A2C and PPO with rl_zoo3's own tuned `hyperparams/a2c.yml` and "
         "`ppo.yml` (read from the installed rl_zoo3, not copied), the same budget for the three.",
-        {"CartPole-v1": 100_000, "Acrobot-v1": 500_000, "LunarLander-v3": 1_000_000, "Pendulum-v1": 1_000_000},
+        {"CartPole-v1": 100_000, "Acrobot-v1": 500_000, "LunarLander-v3": 1_000_000, "Pendulum-v1": 1_000_000}
+        | dict.fromkeys(MUJOCO, 1_000_000),
         {algo: {"algo": algo} for algo in ALGOS},
     ),
     "entries": Suite(

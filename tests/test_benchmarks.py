@@ -106,14 +106,16 @@ def test_smoke_run_report_and_resume(tmp_path: Path) -> None:
 def test_plan(run_module: ModuleType) -> None:
     suites = list(run_module.SUITES)
     specs, skipped = run_module.plan(suites, None, None, 5, False)
-    assert not skipped
+    # Only the MuJoCo envs without a shipped REINFORCE entry yet (A2C and PPO still run there).
+    assert all(line.split()[1] in run_module.MUJOCO and line.endswith("reinforce: no reinforce entry") for line in skipped)
     for spec in specs:
         budget = run_module.SUITES[spec["suite"]].budgets[spec["env"]]
         assert spec["budget"] == (budget or int(float(spec["zoo_entry"]["n_timesteps"])))
         assert spec["eval_freq"] == spec["budget"] // 25 and spec["eval_episodes"] == 10 and spec["seed"] in range(5)
     planned = {(s["suite"], s["env"], s["name"]) for s in specs}
     assert len(specs) == 5 * len(planned)
-    assert len([key for key in planned if key[0] == "main"]) == 3 * 4 and ("main", "LunarLander-v3", "ppo") in planned
+    assert len([key for key in planned if key[0] == "main"]) == 3 * 8 - len(skipped)
+    assert ("main", "LunarLander-v3", "ppo") in planned and ("main", "HalfCheetah-v4", "reinforce") in planned
     assert ("eight_envs", "Acrobot-v1", "n128_lr0.001") in planned
     assert ("eight_envs", "CartPole-v1", "n128_lr0.001") not in planned
 

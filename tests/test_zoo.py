@@ -4,10 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rl_zoo3", reason="the zoo extra is not installed: pip install -e '.[test,zoo]'")
 optuna = pytest.importorskip("optuna")
+
+from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 from sb3_reinforce import REINFORCE  # noqa: E402
 from sb3_reinforce.zoo import default_config_path  # noqa: E402
@@ -58,6 +64,30 @@ def test_unknown_env_and_malformed_yml_give_clear_errors(tmp_path):
     conf.write_text("CartPole-v1: {n_envs: 2, policy: [unclosed\n")
     result = zoo(f"train --algo reinforce --env CartPole-v1 -conf {conf}", tmp_path, check=False)
     assert result.returncode != 0 and f"Malformed hyper-parameter file {conf}" in result.stderr
+
+
+SHIPPED = yaml.safe_load((REPO / "zoo_configs" / "reinforce.yml").read_text())
+MUJOCO_ENTRIES = [env for env in SHIPPED if env.split("-")[0] in ("HalfCheetah", "Hopper", "Walker2d", "Swimmer", "Ant")]
+
+
+@pytest.mark.parametrize("env_id", MUJOCO_ENTRIES)
+def test_mujoco_entries_train_load_and_evaluate(tmp_path, env_id):
+    """Each shipped MuJoCo entry (-v4 and -v5) trains a few thousand steps through the zoo, loads and evaluates."""
+    pytest.importorskip("mujoco", reason="the mujoco extra is not installed: pip install -e '.[test,mujoco]'")
+    zoo(f"train --algo reinforce --env {env_id} -n 4096 -f logs --seed 0 --eval-freq -1 --num-threads 1", tmp_path)
+    run = tmp_path / "logs" / "reinforce" / f"{env_id}_1"
+    model = REINFORCE.load(run / f"{env_id}.zip", device="cpu")
+    entry = SHIPPED[env_id]
+    assert model.num_timesteps >= 4096 and model.n_envs == entry["n_envs"]
+    assert (model.n_steps, model.gamma, model.incomplete_episodes) == (
+        entry["n_steps"],
+        entry["gamma"],
+        entry["incomplete_episodes"],
+    )
+    env = VecNormalize.load(str(run / env_id / "vecnormalize.pkl"), make_vec_env(env_id, n_envs=1, seed=0))
+    env.training, env.norm_reward = False, False
+    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=1, deterministic=True)
+    assert np.isfinite(mean_return)
 
 
 def test_a2c_through_the_same_entry(tmp_path):
