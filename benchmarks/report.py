@@ -236,10 +236,12 @@ class Report:
             [
                 f"{s['n_envs']} x {s['n_steps']}",
                 *(f"{r:,.0f} ({r / s['median_steps_per_s']['A2C']:.2f}x A2C)" for r in s["median_steps_per_s"].values()),
+                f"{s['check_time_share']:.2%}",
             ]
             for s in data["settings"]
         ]
-        self.add(*markdown(pd.DataFrame(rows, columns=["n_envs x n_steps", *data["names"]])), "")
+        columns = ["n_envs x n_steps", *data["names"], "non-finite checks of collection (share of REINFORCE's training time)"]
+        self.add(*markdown(pd.DataFrame(rows, columns=columns)), "")
         self.commands.append(f"- Throughput: `{data['command']}`")
 
     def build(self) -> str:
