@@ -9,7 +9,8 @@ starting points; TPE samples every later trial.
   ``lunarlandercontinuous_1m.log``): ``TEXTBOOK``, the configuration that won the LunarLander-v3 search.
 - MuJoCo ``HalfCheetah-v4``, ``Hopper-v4``, ``Walker2d-v4``, ``Swimmer-v4``, ``Ant-v4`` (study ``reinforce-ENV-1M`` in
   ``mujoco_ENV.log``): whole 1000-step episodes in every rollout (``n_steps`` 1024 x 8 envs), the configuration
-  that learnt HalfCheetah in the issue's second probe (lr 3e-3), and the same with a decaying 1e-3.
+  that learnt HalfCheetah in the issue's second probe (lr 3e-3), and the same with a decaying 1e-3; for the envs
+  after HalfCheetah, first the two best trials of its search (34 and 19).
 
     python benchmarks/searches/enqueue.py LunarLander-v3   # once, before the search command (README.md)
 """
@@ -49,7 +50,13 @@ def starting_points(env: str) -> list[dict[str, Any]]:
     if env == "LunarLanderContinuous-v3":
         return [TEXTBOOK]
     if env in MUJOCO:
-        return [WHOLE_EPISODES, {**WHOLE_EPISODES, "learning_rate": 1e-3, "lr_schedule": "linear"}]
+        points = [WHOLE_EPISODES, {**WHOLE_EPISODES, "learning_rate": 1e-3, "lr_schedule": "linear"}]
+        if env != "HalfCheetah-v4":
+            cheetah = optuna.load_study(
+                study_name="reinforce-HalfCheetah-v4-1M", storage=open_storage(str(HERE / STUDIES["HalfCheetah-v4"]))
+            )
+            points = [cheetah.trials[34].params, cheetah.trials[19].params, *points]
+        return points
     old = optuna.load_study(study_name="reinforce-LunarLander-v3", storage=open_storage(str(HERE / "lunarlander.log")))
     trial_14, trial_28 = old.trials[14].params, old.trials[28].params
     linear = {"lr_schedule": "linear"}
