@@ -10,7 +10,12 @@ on hand-computed values and on problems small enough to enumerate:
   an earlier policy;
 - :func:`policy_gradient_loss`: the surrogate whose gradient is the policy-gradient estimate;
 - :func:`update_return_moments`: running mean and variance of returns, for the ``"mean"`` and ``"value"`` baselines;
-- :func:`return_scale`: the ``(mean, std)`` the critic is trained and read on.
+- :func:`return_scale`: the ``(mean, std)`` the critic is trained and read on;
+- :func:`update_scale`: both, for one update.
+
+As in A2C and PPO, Sutton & Barto's ``gamma^t`` factor is left out of the loss. A time-limit truncation is not a
+terminal: with a critic the return is bootstrapped there with ``gamma * V(terminal observation)``, without one it
+ends there; no critic value is ever added to the rewards.
 """
 
 import math

@@ -14,6 +14,7 @@ Both default to 0, the textbook policy. With ``baseline="none"`` or ``"mean"`` o
 
 from typing import Any
 
+import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
@@ -81,3 +82,15 @@ MlpPolicy = ReinforcePolicy
 CnnPolicy = ReinforceCnnPolicy
 MultiInputPolicy = ReinforceMultiInputPolicy
 OUR_POLICIES = (ReinforcePolicy, ReinforceCnnPolicy, ReinforceMultiInputPolicy)
+
+
+def env_actions(policy: ActorCriticPolicy, action_space: spaces.Space, actions: np.ndarray) -> np.ndarray:
+    """
+    The actions to send to the env for the ``actions`` sampled by ``policy``: unscaled (squashed outputs) or clipped to
+    a Box, as SB3 does. The rollout buffer keeps the sampled ones, whose log-probabilities the update uses.
+    """
+    if not isinstance(action_space, spaces.Box):
+        return actions
+    if policy.squash_output:
+        return policy.unscale_action(actions)
+    return np.clip(actions, action_space.low, action_space.high)

@@ -1,6 +1,5 @@
 import io
 import math
-import os
 import pathlib
 from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
@@ -40,8 +39,8 @@ from sb3_reinforce.reinforce.estimator import (
     policy_gradient_loss,
     update_scale,
 )
-from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-from sb3_reinforce.reinforce.save_file import atomic_write, check_save_file, load_errors, save_target
+from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, env_actions
+from sb3_reinforce.reinforce.save_file import check_save_file, load_errors, save_atomically
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
@@ -54,11 +53,9 @@ class REINFORCE(OnPolicyAlgorithm):
     ``loss = -mean_t(w_t * A_t * log pi(a_t|s_t)) - ent_coef * H[pi] + vf_coef * mean_t((V(s_t) - G_t)^2)``
 
     with ``G_t`` the reward-to-go of the step within its own episode, ``A_t = G_t - b_t`` (``b_t`` chosen by
-    ``baseline``), ``w_t`` 1 for this rollout's steps and a clipped importance ratio for carried ones, and the value
-    term only with ``baseline="value"``. As in A2C and PPO, Sutton & Barto's ``gamma^t`` factor is left out. A
-    time-limit truncation is not a terminal: with a critic the return is bootstrapped there with
-    ``gamma * V(terminal observation)``, without one it ends there; no critic value is ever added to the rewards.
-    The estimator's pieces are the pure functions of :mod:`sb3_reinforce.reinforce.estimator`.
+    ``baseline``) and ``w_t`` 1 for this rollout's steps, a clipped importance ratio for carried ones. The estimator's
+    pieces (and why ``gamma^t`` is left out, and how time limits are handled) are in
+    :mod:`sb3_reinforce.reinforce.estimator`.
 
     Paper: https://link.springer.com/article/10.1007/BF00992696 ; Sutton & Barto (2018), sections 13.3 and 13.4.
 
@@ -267,7 +264,7 @@ class REINFORCE(OnPolicyAlgorithm):
                 raise
             actions = sampled.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
 
-            new_obs, rewards, dones, infos = env.step(self._to_env_actions(actions))
+            new_obs, rewards, dones, infos = env.step(env_actions(self.policy, self.action_space, actions))
             self.num_timesteps += env.num_envs
 
             # Give access to local variables
@@ -309,14 +306,6 @@ class REINFORCE(OnPolicyAlgorithm):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
-
-    def _to_env_actions(self, actions: np.ndarray) -> np.ndarray:
-        """The actions to send to the env; the buffer keeps the sampled ones, whose log-probabilities we hold."""
-        if not isinstance(self.action_space, spaces.Box):
-            return actions
-        if self.policy.squash_output:
-            return self.policy.unscale_action(actions)
-        return np.clip(actions, self.action_space.low, self.action_space.high)
 
     def train(self) -> None:
         """
@@ -427,15 +416,8 @@ class REINFORCE(OnPolicyAlgorithm):
         exclude: Iterable[str] | None = None,
         include: Iterable[str] | None = None,
     ) -> None:
-        """
-        Save the model as SB3 does, but atomically for a path (written beside it, flushed, then renamed onto it): a
-        process killed during the save leaves the previous save intact. A file-like object is written to directly.
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            super().save(path, exclude, include)
-            return
-        with atomic_write(save_target(path)) as file:
-            super().save(file, exclude, include)
+        """Save the model as SB3 does, atomically for a path: a crash during the save leaves the previous save intact."""
+        save_atomically(super().save, path, exclude, include)
 
     @classmethod
     def load(  # type: ignore[override]

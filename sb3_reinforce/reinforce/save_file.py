@@ -12,7 +12,8 @@ import pickle
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def check_save_file(path: str | pathlib.Path | io.BufferedIOBase) -> None:
@@ -129,3 +130,16 @@ def _fsync_directory(directory: pathlib.Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def save_atomically(save: Callable[..., None], path: str | os.PathLike | io.BufferedIOBase, *args: Any) -> None:
+    """
+    Call SB3's ``save(path, *args)`` so that a crash leaves the previous save intact: for a path, ``save`` writes into
+    :func:`atomic_write`'s temporary file, renamed onto the target when it is complete. A file-like object is written
+    to directly.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        save(path, *args)
+        return
+    with atomic_write(save_target(path)) as file:
+        save(file, *args)
