@@ -71,9 +71,10 @@ MUJOCO_ENTRIES = [env for env in SHIPPED if env.split("-")[0] in ("HalfCheetah",
 
 
 @pytest.mark.parametrize("env_id", MUJOCO_ENTRIES)
-def test_mujoco_entries_train_load_and_evaluate(tmp_path, env_id):
+def test_mujoco_entries_train_load_and_evaluate(tmp_path, monkeypatch, env_id):
     """Each shipped MuJoCo entry (-v4 and -v5) trains a few thousand steps through the zoo, loads and evaluates."""
     pytest.importorskip("mujoco", reason="the mujoco extra is not installed: pip install -e '.[test,mujoco]'")
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its warnings to MUJOCO_LOG.TXT in the working directory
     zoo(f"train --algo reinforce --env {env_id} -n 4096 -f logs --seed 0 --eval-freq -1 --num-threads 1", tmp_path)
     run = tmp_path / "logs" / "reinforce" / f"{env_id}_1"
     model = REINFORCE.load(run / f"{env_id}.zip", device="cpu")
