@@ -86,6 +86,12 @@ class ReinforceDictRolloutBuffer(_EpisodeEndsMixin, DictRolloutBuffer):
     """SB3's :class:`~stable_baselines3.common.buffers.DictRolloutBuffer` plus episode ends; same constructor."""
 
 
+def critic_output(policy: ActorCriticPolicy, observations: Any) -> np.ndarray:
+    """The critic's (standardised) output for a batch of observations, one per env."""
+    with th.no_grad():
+        return policy.predict_values(policy.obs_to_tensor(observations)[0]).cpu().numpy().flatten()
+
+
 def critic_after_truncations(
     policy: ActorCriticPolicy, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int
 ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -16,7 +16,12 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer, critic_after_truncations
+from sb3_reinforce.reinforce.buffers import (
+    ReinforceDictRolloutBuffer,
+    ReinforceRolloutBuffer,
+    critic_after_truncations,
+    critic_output,
+)
 from sb3_reinforce.reinforce.carry import Batch, HeldOver
 from sb3_reinforce.reinforce.checks import (
     BASELINES,
@@ -280,14 +285,7 @@ class REINFORCE(OnPolicyAlgorithm):
             self._update_info_buffer(infos, dones)
             n_steps += 1
 
-            rollout_buffer.add(
-                self._last_obs,  # type: ignore[arg-type]
-                actions,
-                rewards,
-                self._last_episode_starts,  # type: ignore[arg-type]
-                unused_values,
-                log_probs,
-            )
+            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, unused_values, log_probs)  # type: ignore[arg-type]
             critic = critic_after_truncations(self.policy, infos, dones, n_steps) if self.baseline == "value" else None
             rollout_buffer.record_episode_ends(dones, *(critic or (None, None)))
             self._last_obs = new_obs  # type: ignore[assignment]
@@ -298,10 +296,8 @@ class REINFORCE(OnPolicyAlgorithm):
         check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
         check_finite_rollout("reward", rollout_buffer.rewards, first_step=1)
 
-        if self.incomplete_episodes == "bootstrap":
-            with th.no_grad():
-                last_critic = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
-            rollout_buffer.last_critic = last_critic.cpu().numpy().flatten()
+        if self.incomplete_episodes == "bootstrap":  # the critic's output after the rollout, for the unfinished episodes
+            rollout_buffer.last_critic = critic_output(self.policy, new_obs)
 
         callback.update_locals(locals())
         callback.on_rollout_end()
