@@ -5,6 +5,11 @@ Monte Carlo return, and the steps held over to a later rollout (``"carry"``).
 :func:`assemble_batch` is the whole of it, a pure function: a rollout plus the steps held over from earlier ones in,
 the steps of one update with their returns and the next held-over state out. ``REINFORCE.train`` keeps the new
 held-over state only if its gradient step goes through.
+
+With ``"carry"`` a held-over step is weighted by ``min(pi(a|s) / beta(a|s), carry_ratio_clip)`` for its own action
+only (``beta`` the policy that sampled it; the ratios of the later actions of its episode are ignored, as in PPO and
+V-trace). With ``"drop"`` the steps of an episode that began in an earlier rollout and ends in this one have exact
+returns and are kept; only the steps of episodes still running are left out.
 """
 
 from dataclasses import dataclass
