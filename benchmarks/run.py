@@ -162,12 +162,13 @@ def plan(suites: Sequence[str], envs: Sequence[str] | None, names: Sequence[str]
         suite, chosen = SUITES[suite_name], SMOKE["runs"].get(suite_name, ()) if smoke else names
         for env, budget in suite.budgets.items():
             for name, run in suite.runs.items():
-                changes = {key: value for key, value in run.items() if key not in ("algo", "envs")}
-                algo, entry = run.get("algo", "reinforce"), zoo_entry(run.get("algo", "reinforce"), env)
                 if env not in run.get("envs", [env]) or env not in (SMOKE["envs"] if smoke else envs or [env]):
                     continue
                 if chosen is not None and name not in chosen:
                     continue
+                changes = {key: value for key, value in run.items() if key not in ("algo", "envs")}
+                algo = run.get("algo", "reinforce")
+                entry = zoo_entry(algo, env)  # read only for the runs planned: it parses the algorithm's whole yml
                 resolved, reason = resolve(suite, entry, changes) if entry is not None else ({}, f"no {algo} entry")
                 if reason is not None:
                     skipped.append(f"{suite_name} {env} {name}: {reason}")

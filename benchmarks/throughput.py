@@ -29,7 +29,7 @@ ALGOS = {
     "REINFORCE (baseline=mean)": (REINFORCE, {"baseline": "mean"}),
     "REINFORCE (baseline=value)": (REINFORCE, {"baseline": "value"}),
     "A2C": (A2C, {}),
-    "PPO": (PPO, {"batch_size": 64}),
+    "PPO": (PPO, {}),  # batch_size: min(64, n_envs * n_steps), set by trainer()
     "collect only": (REINFORCE, {"baseline": "mean"}),
 }
 CHECKS = ("check_finite", "check_finite_rollout")  # what collect_rollouts calls, looked up in reinforce.py
