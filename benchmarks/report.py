@@ -155,8 +155,9 @@ class Report:
                 else f"evaluated every {setting.eval_freq:,} steps on {setting.eval_episodes} deterministic episodes"
             )
             self.add(f"- {setting.budget:,} steps, {scored}")
+        if found["smoke"].any():
+            self.add("- **smoke-mode numbers (tiny budget), not a benchmark**")
         self.add(
-            *["- **smoke-mode numbers (tiny budget), not a benchmark**"] * bool(found["smoke"].any()),
             f"- solve threshold: {threshold:g}" if np.isfinite(threshold) else "- no solve threshold (gymnasium defines none)",
             "",
         )
@@ -167,8 +168,11 @@ class Report:
         for name in names:
             algo = runs.get(name, {}).get("algo", "reinforce")
             change = ", ".join(f"{k}={v!r}" for k, v in runs.get(name, {}).items() if k not in ("algo", "envs")) or "—"
-            missing = ["not run yet" if zoo_entry(algo, env) is not None else f"no {algo} entry for {env}", *["—"] * 5]
-            rows.append([name, change, *(self.cells(groups[name], iqm.get(name), threshold) if name in groups else missing)])
+            if name in groups:
+                rows.append([name, change, *self.cells(groups[name], iqm.get(name), threshold)])
+            else:  # why: the yml is read only here
+                reason = "not run yet" if zoo_entry(algo, env) is not None else f"no {algo} entry for {env}"
+                rows.append([name, change, reason, *["—"] * 5])
         self.add(*markdown(pd.DataFrame(rows, columns=COLUMNS).drop(columns=["change"] if suite == "main" else [])), "")
         curves = {name: group for name, group in groups.items() if len(group["run"].iloc[0]["timesteps"]) > 1}
         if curves:
@@ -185,19 +189,12 @@ class Report:
         if details:
             summary = "<details><summary>Hyper-parameters as the zoo used them, and the zoo command (S: the seed)</summary>"
             self.add(summary, "", *details, "", "</details>", "")
-        argv = [
-            "python",
-            "benchmarks/run.py",
-            "--suite",
-            suite,
-            "--envs",
-            env,
-            "--seeds",
-            str(found["seed"].max() + 1 if len(found) else 5),
-        ]
-        argv += ["--smoke"] * bool(found["smoke"].any()) + ["--results", display(self.results)] * (
-            self.results.resolve() != DEFAULT_RESULTS
-        )
+        seeds = str(found["seed"].max() + 1 if len(found) else 5)
+        argv = ["python", "benchmarks/run.py", "--suite", suite, "--envs", env, "--seeds", seeds]
+        if found["smoke"].any():
+            argv.append("--smoke")
+        if self.results.resolve() != DEFAULT_RESULTS:
+            argv += ["--results", display(self.results)]
         self.commands.append(f"- {env} ({suite}): `{shlex.join(argv)}`")
 
     def machines(self) -> None:
