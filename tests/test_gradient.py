@@ -13,6 +13,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_reinforce import REINFORCE
 from sb3_reinforce.reinforce.estimator import (
+    baseline_values,
     compute_advantages,
     policy_gradient_loss,
     update_return_moments,
@@ -29,6 +30,16 @@ def test_gradient_descent_on_the_loss_raises_the_probability_of_good_actions():
     with th.no_grad():
         new = th.log_softmax(logits - 0.1 * logits.grad, 0)
     assert new[1] > np.log(1 / 3) > new[0]
+
+
+def test_baseline_values_of_each_baseline_and_the_critic_read_on_the_returns_scale_without_gradient():
+    critic = th.tensor([0.5, -1.0], requires_grad=True)
+    values = baseline_values("value", critic, 10.0, 2.0)  # the critic predicts standardised returns
+    assert th.equal(values, th.tensor([11.0, 8.0])) and not values.requires_grad  # the policy loss must not train it
+    assert baseline_values("mean", None, 10.0, 2.0) == 10.0
+    assert baseline_values("none", None, 10.0, 2.0) == 0.0
+    with pytest.raises(ValueError, match="baseline must be one of 'none', 'mean', 'value', got 'median'"):
+        baseline_values("median", None, 10.0, 2.0)
 
 
 BANDIT_MEANS = th.tensor([1.0, 2.0, 0.0])

@@ -4,11 +4,13 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_reinforce.reinforce.carry import Batch, HeldOver, Steps, assemble_batch
-from sb3_reinforce.reinforce.checks import check_finite
+from sb3_reinforce.reinforce.checks import Obs, check_finite, check_finite_rollout
 
 
 class _EpisodeEndsMixin:
@@ -54,6 +56,16 @@ class _EpisodeEndsMixin:
             self.truncated[self.pos - 1] = truncated
             self.truncation_critic[self.pos - 1] = truncation_critic
 
+    def check_finite(self, next_obs: Obs) -> None:
+        """
+        Check the rollout's observations, ``next_obs`` (those after its last step) and its rewards for NaN and
+        infinities (a :class:`~sb3_reinforce.reinforce.checks.NonFiniteError` names the env and step). Once per
+        rollout, after it: a check at every step would cost several percent of the throughput with one env.
+        """
+        check_finite_rollout("observation", self.observations, first_step=0)  # type: ignore[attr-defined]
+        check_finite("observation", next_obs, self.buffer_size)
+        check_finite_rollout("reward", self.rewards, first_step=1)  # type: ignore[attr-defined]
+
     def critic_values(self, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
         """
         The recorded critic outputs as values on the scale ``(mean, std)`` of returns: the truncation values (0 where
@@ -84,6 +96,21 @@ class ReinforceRolloutBuffer(_EpisodeEndsMixin, RolloutBuffer):
 
 class ReinforceDictRolloutBuffer(_EpisodeEndsMixin, DictRolloutBuffer):
     """SB3's :class:`~stable_baselines3.common.buffers.DictRolloutBuffer` plus episode ends; same constructor."""
+
+
+def batch_to_torch(batch: Batch, action_space: spaces.Space, device: th.device) -> tuple[Any, th.Tensor, th.Tensor, th.Tensor]:
+    """
+    The batch's observations, actions, returns and behaviour log-probabilities as tensors on ``device``; actions as
+    SB3's buffers give them (float, MultiBinary being stored as int8; long indices for Discrete).
+    """
+    actions = th.as_tensor(batch.steps.actions.astype(np.float32, copy=False), device=device)
+    if isinstance(action_space, spaces.Discrete):
+        actions = actions.long().flatten()
+    returns, behaviour_log_prob = (
+        th.as_tensor(batch.returns, device=device),
+        th.as_tensor(batch.steps.log_probs, device=device),
+    )
+    return obs_as_tensor(batch.steps.observations, device), actions, returns, behaviour_log_prob  # type: ignore[arg-type]
 
 
 def critic_output(policy: ActorCriticPolicy, observations: Any) -> np.ndarray:

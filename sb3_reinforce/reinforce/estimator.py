@@ -23,6 +23,8 @@ import math
 import numpy as np
 import torch as th
 
+from sb3_reinforce.reinforce.checks import BASELINES
+
 
 def discounted_returns(
     rewards: np.ndarray,
@@ -70,6 +72,20 @@ def discounted_returns(
     # A step's return is exact iff an episode end occurs at or after it: a reversed cumulative "or" over time.
     complete = np.logical_or.accumulate(dones[::-1], axis=0)[::-1]
     return returns.astype(np.float32), complete
+
+
+def baseline_values(baseline: str, values: th.Tensor | None, return_mean: float, return_std: float) -> th.Tensor | float:
+    """
+    ``b_t`` in ``A_t = G_t - b_t`` for ``baseline``: 0 (``"none"``), the running mean of the returns (``"mean"``), or
+    the critic's ``values`` read on the returns' scale, ``return_mean + return_std * values`` and detached, so that the
+    policy loss does not train the critic (``"value"``, the only baseline with ``values``: the critic predicts
+    standardised returns).
+    """
+    if values is not None:
+        return return_mean + return_std * values.detach()
+    if baseline in ("mean", "none"):
+        return return_mean if baseline == "mean" else 0.0
+    raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {baseline!r}")
 
 
 def compute_advantages(returns: th.Tensor, baseline: th.Tensor | float, normalize: bool) -> th.Tensor:

@@ -15,10 +15,13 @@ Both default to 0, the textbook policy. With ``baseline="none"`` or ``"mean"`` o
 from typing import Any
 
 import numpy as np
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.utils import obs_as_tensor
 
+from sb3_reinforce.reinforce.checks import Obs, check_finite
 from sb3_reinforce.reinforce.distributions import bounded_distribution
 
 
@@ -94,3 +97,34 @@ def env_actions(policy: ActorCriticPolicy, action_space: spaces.Space, actions: 
     if policy.squash_output:
         return policy.unscale_action(actions)
     return np.clip(actions, action_space.low, action_space.high)
+
+
+def sample_actions(policy: ActorCriticPolicy, obs: Obs, device: th.device, rollout_step: int) -> tuple[np.ndarray, th.Tensor]:
+    """
+    Actions sampled from the policy's own distribution for a batch of observations (shaped as the action space), and
+    their log-probabilities. torch refuses a distribution with NaN parameters: a non-finite observation that caused
+    it is then named (:class:`~sb3_reinforce.reinforce.checks.NonFiniteError`).
+    """
+    try:
+        with th.no_grad():
+            distribution = policy.get_distribution(obs_as_tensor(obs, device))  # type: ignore[arg-type]
+            sampled = distribution.get_actions()
+            log_probs = distribution.log_prob(sampled)
+    except (ValueError, RuntimeError):
+        check_finite("observation", obs, rollout_step)
+        raise
+    return sampled.cpu().numpy().reshape((-1, *(policy.action_space.shape or ()))), log_probs
+
+
+def evaluate_actions(
+    policy: ActorCriticPolicy, observations: Any, actions: th.Tensor, with_critic: bool
+) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
+    """
+    Log-probabilities and entropy of the actions, and the critic's outputs when ``with_critic`` (else ``None``: only
+    the actor is evaluated).
+    """
+    if with_critic:
+        values, log_prob, entropy = policy.evaluate_actions(observations, actions)
+        return log_prob, entropy, values.flatten()
+    distribution = policy.get_distribution(observations)
+    return distribution.log_prob(actions), distribution.entropy(), None

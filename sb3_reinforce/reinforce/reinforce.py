@@ -4,7 +4,6 @@ import pathlib
 from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
@@ -12,39 +11,35 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from sb3_reinforce.reinforce import checks
 from sb3_reinforce.reinforce.buffers import (
     ReinforceDictRolloutBuffer,
     ReinforceRolloutBuffer,
+    batch_to_torch,
     critic_after_truncations,
     critic_output,
 )
 from sb3_reinforce.reinforce.carry import Batch, HeldOver
-from sb3_reinforce.reinforce.checks import (
-    BASELINES,
-    HYPERPARAMETERS,
-    SUPPORTED_ACTION_SPACES,
-    Baseline,
-    IncompleteEpisodes,
-    NonFiniteError,
-    check_finite,
-    check_finite_rollout,
-    check_rollout_buffer_class,
-    check_spaces,
-    policy_kwargs_error,
-    refuse_not_reinforce_arguments,
-    validate_hyperparameters,
-)
+from sb3_reinforce.reinforce.checks import Baseline, IncompleteEpisodes, NonFiniteError
 from sb3_reinforce.reinforce.estimator import (
+    baseline_values,
     carried_step_weights,
     compute_advantages,
     policy_gradient_loss,
     update_scale,
 )
-from sb3_reinforce.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, env_actions
+from sb3_reinforce.reinforce.policies import (
+    CnnPolicy,
+    MlpPolicy,
+    MultiInputPolicy,
+    env_actions,
+    evaluate_actions,
+    sample_actions,
+)
 from sb3_reinforce.reinforce.save_file import check_save_file, load_errors, save_atomically
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
@@ -66,10 +61,10 @@ class REINFORCE(OnPolicyAlgorithm):
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
-    :param learning_rate: The learning rate (Adam by default), it can be a function
-        of the current progress remaining (from 1 to 0)
-    :param n_steps: The number of steps to run for each environment per update
-        (i.e. the rollout is n_steps * n_envs steps, one gradient step per rollout)
+    :param learning_rate: The learning rate (Adam by default), it can be a function of the current progress remaining
+        (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update (the rollout is n_steps * n_envs steps,
+        one gradient step per rollout)
     :param gamma: Discount factor in [0, 1]
     :param baseline: What is subtracted from the returns: ``"none"`` (textbook REINFORCE, ``A_t = G_t``), ``"mean"``
         (a running mean of earlier batches' returns, no critic) or ``"value"`` (a learned state value ``V(s_t)``,
@@ -87,10 +82,8 @@ class REINFORCE(OnPolicyAlgorithm):
     :param carry_ratio_clip: Upper bound of the importance weight of carried steps (``incomplete_episodes="carry"``)
     :param carry_max_steps: At most this many steps per env are held over; beyond it the oldest are dropped (their
         episode is still running after that many steps)
-    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
-        instead of action noise exploration (default: False)
-    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
-        Default: -1 (only sample at the beginning of the rollout)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise exploration
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: only at the rollout's start)
     :param rollout_buffer_class: Rollout buffer class to use, a subclass of ``ReinforceRolloutBuffer`` or
         ``ReinforceDictRolloutBuffer``. If ``None``, it will be automatically selected.
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
@@ -98,11 +91,9 @@ class REINFORCE(OnPolicyAlgorithm):
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
-    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
-        debug messages
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for debug
     :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run.
-        Setting it to auto, the code will be run on the GPU if possible.
+    :param device: Device (cpu, cuda, ...) on which the code should be run; auto: the GPU if possible
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -161,7 +152,7 @@ class REINFORCE(OnPolicyAlgorithm):
             device=device,
             seed=seed,
             _init_setup_model=False,
-            supported_action_spaces=SUPPORTED_ACTION_SPACES,  # SB3's assertion; check_spaces raises a TypeError first
+            supported_action_spaces=checks.SUPPORTED_ACTION_SPACES,  # SB3's assertion; check_spaces raises a TypeError first
         )
         self.baseline = baseline
         self.normalize_advantage = normalize_advantage
@@ -178,21 +169,21 @@ class REINFORCE(OnPolicyAlgorithm):
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "REINFORCE":
         # Before __init__, so that an A2C/PPO argument gets its reason rather than Python's "unexpected keyword".
-        refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}()")
+        checks.refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}()")
         return super().__new__(cls)
 
     def _setup_model(self) -> None:
         # Every way in ends here (the constructor, and load with its kwargs and custom_objects): check what was set.
-        validate_hyperparameters(**{name: getattr(self, name) for name in HYPERPARAMETERS})
-        check_spaces(self.observation_space, self.action_space)
+        checks.validate_hyperparameters(**{name: getattr(self, name) for name in checks.HYPERPARAMETERS})
+        checks.check_spaces(self.observation_space, self.action_space)
         if self.rollout_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = ReinforceDictRolloutBuffer if is_dict else ReinforceRolloutBuffer
-        check_rollout_buffer_class(self.rollout_buffer_class)
+        checks.check_rollout_buffer_class(self.rollout_buffer_class)
         try:
             super()._setup_model()
         except TypeError as error:  # SB3 builds the policy with policy_kwargs: name the key it refused
-            raise policy_kwargs_error(error, self.policy_class, self.policy_kwargs) from error
+            raise checks.policy_kwargs_error(error, self.policy_class, self.policy_kwargs) from error
         self._carry = [None] * self.n_envs
         if self._return_moments is not None:  # a loaded model: saved as a JSON list
             mean, var = self._return_moments
@@ -201,7 +192,7 @@ class REINFORCE(OnPolicyAlgorithm):
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         # Reject unsupported spaces before SB3's wrappers fail on them with a less helpful error.
-        check_spaces(env.observation_space, env.action_space)
+        checks.check_spaces(env.observation_space, env.action_space)
         return OnPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _excluded_save_params(self) -> list[str]:
@@ -251,24 +242,13 @@ class REINFORCE(OnPolicyAlgorithm):
             self.policy.reset_noise(env.num_envs)
 
         callback.on_rollout_start()
-        check_finite("observation", self._last_obs, 0)  # type: ignore[arg-type]
+        checks.check_finite("observation", self._last_obs, 0)  # type: ignore[arg-type]
 
         while n_steps < n_rollout_steps:
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
 
-            try:
-                with th.no_grad():
-                    obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                    distribution = self.policy.get_distribution(obs_tensor)
-                    sampled = distribution.get_actions()
-                    log_probs = distribution.log_prob(sampled)
-            except (ValueError, RuntimeError):
-                # torch refuses a distribution with NaN parameters: name the observation that caused it, if one did.
-                check_finite("observation", self._last_obs, n_steps)  # type: ignore[arg-type]
-                raise
-            actions = sampled.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
-
+            actions, log_probs = sample_actions(self.policy, self._last_obs, self.device, n_steps)  # type: ignore[arg-type]
             new_obs, rewards, dones, infos = env.step(env_actions(self.policy, self.action_space, actions))
             self.num_timesteps += env.num_envs
 
@@ -291,10 +271,7 @@ class REINFORCE(OnPolicyAlgorithm):
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
-        # Once per rollout (a check at every step would cost several percent of the throughput with one env).
-        check_finite_rollout("observation", rollout_buffer.observations, first_step=0)  # type: ignore[arg-type]
-        check_finite("observation", new_obs, n_steps)  # type: ignore[arg-type]
-        check_finite_rollout("reward", rollout_buffer.rewards, first_step=1)
+        rollout_buffer.check_finite(new_obs)  # type: ignore[arg-type]
 
         if self.incomplete_episodes == "bootstrap":  # the critic's output after the rollout, for the unfinished episodes
             rollout_buffer.last_critic = critic_output(self.policy, new_obs)
@@ -317,22 +294,10 @@ class REINFORCE(OnPolicyAlgorithm):
             self._carry = next_carry
             return
 
-        observations = obs_as_tensor(batch.steps.observations, self.device)  # type: ignore[arg-type]
-        # As SB3's buffers do: float actions (MultiBinary is stored as int8), long indices for Discrete.
-        actions = th.as_tensor(batch.steps.actions.astype(np.float32, copy=False), device=self.device)
-        if isinstance(self.action_space, spaces.Discrete):
-            actions = actions.long().flatten()
-        returns = th.as_tensor(batch.returns, device=self.device)
-
-        log_prob, entropy, values = self._evaluate_actions(observations, actions)
-        behaviour_log_prob = th.as_tensor(batch.steps.log_probs, device=self.device)
+        observations, actions, returns, behaviour_log_prob = batch_to_torch(batch, self.action_space, self.device)
+        log_prob, entropy, values = evaluate_actions(self.policy, observations, actions, with_critic=self.baseline == "value")
         weights = carried_step_weights(log_prob, behaviour_log_prob, batch.carried, self.carry_ratio_clip)
-        if values is not None:  # the critic predicts standardised returns: V(s) = mean + std * critic(s)
-            baseline: th.Tensor | float = return_mean + return_std * values.detach()
-        elif self.baseline in ("mean", "none"):
-            baseline = return_mean if self.baseline == "mean" else 0.0
-        else:
-            raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {self.baseline!r}")
+        baseline = baseline_values(self.baseline, values, return_mean, return_std)
         advantages = compute_advantages(returns, baseline, self.normalize_advantage)
 
         policy_loss = policy_gradient_loss(log_prob, advantages, weights)
@@ -382,14 +347,6 @@ class REINFORCE(OnPolicyAlgorithm):
             batch, next_carry = buffer.assemble(*args, critic_scale=scale)  # the critic's values, read on this scale
         return batch, next_carry, moments, scale
 
-    def _evaluate_actions(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
-        """Log-probabilities and entropy of the actions, and the critic values (``None`` without a critic)."""
-        if self.baseline == "value":
-            values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)
-            return log_prob, entropy, values.flatten()
-        distribution = self.policy.get_distribution(observations)
-        return distribution.log_prob(actions), distribution.entropy(), None
-
     def _gradient_step(self, loss: th.Tensor) -> float:
         """Backward, clip the global gradient norm, step; raise before the step if anything is not finite."""
         if not th.isfinite(loss):
@@ -433,7 +390,7 @@ class REINFORCE(OnPolicyAlgorithm):
         """
         check_save_file(path)
         # Only kwargs: custom_objects replace saved entries and ignore others (rl_zoo3's enjoy passes clip_range).
-        refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}.load()")
+        checks.refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}.load()")
         with load_errors(path):
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
@@ -451,14 +408,7 @@ class REINFORCE(OnPolicyAlgorithm):
         raises) drops the held-over steps: the envs moved on without recording the rest of their episodes.
         """
         try:
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
+            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
         except BaseException:
             self._drop_held_over_steps()
             raise
