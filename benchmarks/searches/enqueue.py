@@ -10,7 +10,8 @@ starting points; TPE samples every later trial.
 - MuJoCo ``HalfCheetah-v4``, ``Hopper-v4``, ``Walker2d-v4``, ``Swimmer-v4``, ``Ant-v4`` (study ``reinforce-ENV-1M`` in
   ``mujoco_ENV.log``): whole 1000-step episodes in every rollout (``n_steps`` 1024 x 8 envs), the configuration
   that learnt HalfCheetah in the issue's second probe (lr 3e-3), and the same with a decaying 1e-3; for the envs
-  after HalfCheetah, first the two best trials of its search (34 and 19).
+  after HalfCheetah, first the two best trials of its search (34 and 19); after Hopper, before those, Hopper's two best
+  (15 and 11).
 
     python benchmarks/searches/enqueue.py LunarLander-v3   # once, before the search command (README.md)
 """
@@ -51,11 +52,12 @@ def starting_points(env: str) -> list[dict[str, Any]]:
         return [TEXTBOOK]
     if env in MUJOCO:
         points = [WHOLE_EPISODES, {**WHOLE_EPISODES, "learning_rate": 1e-3, "lr_schedule": "linear"}]
-        if env != "HalfCheetah-v4":
-            cheetah = optuna.load_study(
-                study_name="reinforce-HalfCheetah-v4-1M", storage=open_storage(str(HERE / STUDIES["HalfCheetah-v4"]))
-            )
-            points = [cheetah.trials[34].params, cheetah.trials[19].params, *points]
+        # Each later env starts from the best trials of the searches before it: HalfCheetah's 34 and 19, Hopper's 15 and 11.
+        for earlier, best in (("HalfCheetah-v4", (34, 19)), ("Hopper-v4", (15, 11))):
+            if MUJOCO.index(env) > MUJOCO.index(earlier):
+                storage = open_storage(str(HERE / STUDIES[earlier]))
+                study = optuna.load_study(study_name=f"reinforce-{earlier}-1M", storage=storage)
+                points = [*(study.trials[number].params for number in best), *points]
         return points
     old = optuna.load_study(study_name="reinforce-LunarLander-v3", storage=open_storage(str(HERE / "lunarlander.log")))
     trial_14, trial_28 = old.trials[14].params, old.trials[28].params
