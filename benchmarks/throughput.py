@@ -23,7 +23,7 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_reinforce import REINFORCE
-from sb3_reinforce.reinforce import reinforce as reinforce_module
+from sb3_reinforce.reinforce import buffers, checks
 
 ALGOS = {
     "REINFORCE (baseline=mean)": (REINFORCE, {"baseline": "mean"}),
@@ -32,7 +32,8 @@ ALGOS = {
     "PPO": (PPO, {}),  # batch_size: min(64, n_envs * n_steps), set by trainer()
     "collect only": (REINFORCE, {"baseline": "mean"}),
 }
-CHECKS = ("check_finite", "check_finite_rollout")  # what collect_rollouts calls, looked up in reinforce.py
+# What collect_rollouts calls: the first observation's check, and the whole rollout's after it (the rollout buffer's).
+CHECKS = ((checks, "check_finite"), (buffers._EpisodeEndsMixin, "check_finite"))
 
 
 def trainer(name: str, env_id: str, n_envs: int, n_steps: int) -> Callable[[int], float]:
@@ -58,7 +59,7 @@ def trainer(name: str, env_id: str, n_envs: int, n_steps: int) -> Callable[[int]
 
 def check_share(env_id: str, n_envs: int, n_steps: int, timesteps: int) -> float:
     """Share of one REINFORCE training run's time spent in the non-finite checks of collection."""
-    originals = {name: getattr(reinforce_module, name) for name in CHECKS}
+    originals = [(owner, name, getattr(owner, name)) for owner, name in CHECKS]
     spent = 0.0
 
     def timed(check: Callable[..., None]) -> Callable[..., None]:
@@ -72,15 +73,15 @@ def check_share(env_id: str, n_envs: int, n_steps: int, timesteps: int) -> float
 
     model = REINFORCE("MlpPolicy", make_vec_env(env_id, n_envs=n_envs, seed=0), n_steps=n_steps, seed=0, device="cpu")
     model.learn(n_envs * n_steps)  # warm-up
-    for name in CHECKS:
-        setattr(reinforce_module, name, timed(originals[name]))
+    for owner, name, original in originals:
+        setattr(owner, name, timed(original))
     try:
         start = time.perf_counter()
         model.learn(timesteps)
         return spent / (time.perf_counter() - start)
     finally:
-        for name, original in originals.items():
-            setattr(reinforce_module, name, original)
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
 def main() -> None:

@@ -164,3 +164,15 @@ def test_hyperparams_reach_the_zoo_unchanged(run_module: ModuleType) -> None:
     command = zoo_command({**spec, "overrides": overrides})
     parsed, _ = parser.parse_known_args(command[command.index("--hyperparams") :])
     assert parsed.hyperparams == overrides
+
+
+def test_throughput_times_the_checks_that_collection_calls(benchmarks_on_path: None) -> None:
+    # The checks are patched where collect_rollouts looks them up: if they move, nothing is timed and the share is 0.
+    import throughput
+
+    from sb3_reinforce.reinforce import checks
+
+    original = checks.check_finite
+    share = throughput.check_share("CartPole-v1", n_envs=2, n_steps=32, timesteps=256)
+    assert 0.0 < share < 1.0
+    assert checks.check_finite is original  # restored afterwards
