@@ -16,6 +16,7 @@ import shlex
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -98,6 +99,17 @@ def plot_curves(groups: dict[str, pd.DataFrame], threshold: float, title: str, p
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
+
+
+def throughput_table(settings: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per ``n_envs x n_steps`` setting of ``throughput.py``: each rate with its ratio to A2C's, the checks' share."""
+    rows = [
+        {"n_envs x n_steps": f"{s['n_envs']} x {s['n_steps']}"}
+        | {name: f"{r:,.0f} ({r / s['median_steps_per_s']['A2C']:.2f}x A2C)" for name, r in s["median_steps_per_s"].items()}
+        | {"non-finite checks of collection (share of REINFORCE's training time)": f"{s['check_time_share']:.2%}"}
+        for s in settings
+    ]
+    return pd.DataFrame(rows)
 
 
 def display(path: Path) -> str:
@@ -198,24 +210,13 @@ class Report:
         self.commands.append(f"- {env} ({suite}): `{shlex.join(argv)}`")
 
     def machines(self) -> None:
-        self.add("## Machine", "")
         machines = [run["machine"] for run in self.runs["run"] if run.get("machine")]
         if (self.results / "throughput.json").is_file():
             machines.append(read_json(self.results / "throughput.json")["machine"])
-        table = pd.DataFrame(
-            [
-                {
-                    "CPU": m["cpu"],
-                    "cores (usable)": f"{m['cpu_count']} ({m['usable_cores']})",
-                    "platform": m["platform"],
-                    **m["versions"],
-                }
-                for m in machines
-            ]
-        )
-        self.add(
-            *markdown(table.value_counts(sort=False).reset_index(name="result files")) if machines else ["Not run yet."], ""
-        )
+        cores = [{"CPU": m["cpu"], "cores (usable)": f"{m['cpu_count']} ({m['usable_cores']})"} for m in machines]
+        rows = [{**row, "platform": m["platform"], **m["versions"]} for row, m in zip(cores, machines, strict=True)]
+        table = pd.DataFrame(rows).value_counts(sort=False).reset_index(name="result files") if machines else None
+        self.add("## Machine", "", *(markdown(table) if table is not None else ["Not run yet."]), "")
 
     def throughput(self) -> None:
         self.add("## Throughput", "")
@@ -224,21 +225,9 @@ class Report:
             self.add(f"Not run yet: `python benchmarks/throughput.py --json {display(path)}`", "")
             return
         data = read_json(path)
-        self.add(
-            f"{data['env']}, env-steps per second of training, one process and one torch thread, median of {data['rounds']} "
-            f"interleaved rounds of {data['timesteps']:,} steps (ratio to A2C in the same run).",
-            "",
-        )
-        rows = [
-            [
-                f"{s['n_envs']} x {s['n_steps']}",
-                *(f"{r:,.0f} ({r / s['median_steps_per_s']['A2C']:.2f}x A2C)" for r in s["median_steps_per_s"].values()),
-                f"{s['check_time_share']:.2%}",
-            ]
-            for s in data["settings"]
-        ]
-        columns = ["n_envs x n_steps", *data["names"], "non-finite checks of collection (share of REINFORCE's training time)"]
-        self.add(*markdown(pd.DataFrame(rows, columns=columns)), "")
+        about = f"{data['env']}, env-steps per second of training, one process and one torch thread, median of "
+        about += f"{data['rounds']} interleaved rounds of {data['timesteps']:,} steps (ratio to A2C in the same run)."
+        self.add(about, "", *markdown(throughput_table(data["settings"])), "")
         self.commands.append(f"- Throughput: `{data['command']}`")
 
     def build(self) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch as th
 from common import machine_info, write_json
+from report import markdown, throughput_table
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -94,9 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    print(f"{args.env}, 1 torch thread, {args.timesteps} steps per measurement, median of {args.rounds} rounds\n")
-    print("| n_envs x n_steps | " + " | ".join(ALGOS) + " | collection checks (share of training time) |")
-    print("|---" * (len(ALGOS) + 2) + "|")
+    print(f"{args.env}, 1 torch thread, {args.timesteps} steps per measurement, median of {args.rounds} rounds")
     measured = []
     for setting in args.settings:
         n_envs, n_steps = (int(x) for x in setting.split("x"))
@@ -110,10 +109,9 @@ def main() -> None:
                 rates[name].append(run(args.timesteps))
         medians = {name: statistics.median(values) for name, values in rates.items()}
         share = check_share(args.env, n_envs, n_steps, args.timesteps)
-        cells = [f"{medians[name]:,.0f} ({medians[name] / medians['A2C']:.2f}x A2C)" for name in ALGOS]
-        print(f"| {n_envs} x {n_steps} | " + " | ".join(cells) + f" | {share:.2%} |", flush=True)
         measured.append({"n_envs": n_envs, "n_steps": n_steps, "median_steps_per_s": medians, "rounds_steps_per_s": rates,
                          "check_time_share": share})  # fmt: skip
+    print("\n".join(markdown(throughput_table(measured))))
     if args.json:
         command = shlex.join(["python", "benchmarks/throughput.py", *sys.argv[1:]])
         write_json(args.json, {"env": args.env, "timesteps": args.timesteps, "rounds": args.rounds, "names": list(ALGOS),
