@@ -11,7 +11,7 @@ starting points; TPE samples every later trial.
   ``mujoco_ENV.log``): whole 1000-step episodes in every rollout (``n_steps`` 1024 x 8 envs), the configuration
   that learnt HalfCheetah in the issue's second probe (lr 3e-3), and the same with a decaying 1e-3; for the envs
   after HalfCheetah, first the two best trials of its search (34 and 19); after Hopper, before those, Hopper's two best
-  (15 and 11).
+  (15 and 11); for Swimmer, before all, Hopper's two with ``gamma`` 0.9999 (rl_zoo3's A2C and PPO value there).
 
     python benchmarks/searches/enqueue.py LunarLander-v3   # once, before the search command (README.md)
 """
@@ -58,6 +58,8 @@ def starting_points(env: str) -> list[dict[str, Any]]:
                 storage = open_storage(str(HERE / STUDIES[earlier]))
                 study = optuna.load_study(study_name=f"reinforce-{earlier}-1M", storage=storage)
                 points = [*(study.trials[number].params for number in best), *points]
+        if env == "Swimmer-v4":  # rl_zoo3's A2C and PPO use gamma 0.9999 there: the first points also with that horizon
+            points = [{**point, "one_minus_gamma": 1e-4} for point in points[:2]] + points
         return points
     old = optuna.load_study(study_name="reinforce-LunarLander-v3", storage=open_storage(str(HERE / "lunarlander.log")))
     trial_14, trial_28 = old.trials[14].params, old.trials[28].params
