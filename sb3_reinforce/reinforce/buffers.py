@@ -106,10 +106,8 @@ def batch_to_torch(batch: Batch, action_space: spaces.Space, device: th.device) 
     actions = th.as_tensor(batch.steps.actions.astype(np.float32, copy=False), device=device)
     if isinstance(action_space, spaces.Discrete):
         actions = actions.long().flatten()
-    returns, behaviour_log_prob = (
-        th.as_tensor(batch.returns, device=device),
-        th.as_tensor(batch.steps.log_probs, device=device),
-    )
+    returns = th.as_tensor(batch.returns, device=device)
+    behaviour_log_prob = th.as_tensor(batch.steps.log_probs, device=device)
     return obs_as_tensor(batch.steps.observations, device), actions, returns, behaviour_log_prob  # type: ignore[arg-type]
 
 
