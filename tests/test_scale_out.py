@@ -130,7 +130,9 @@ def test_a_killed_worker_s_trial_is_failed_and_rerun(postgres: Postgres, tmp_pat
     optuna.create_study(study_name=study, storage=url, direction="maximize")
     heartbeat = ("--heartbeat-interval", "1", "--grace-period", str(grace), "--max-total-trials", str(total))
     survivor = search_worker(tmp_path, url, study, 1, *heartbeat, timesteps=3000)
-    victim = search_worker(tmp_path, url, study, 2, *heartbeat, timesteps=3000)
+    # The victim's trials are 20 times longer: the survivor brings the study near its end while the victim is still in
+    # a trial, so that trial is there to kill (with equal trials the victim could take none of the last ones and end).
+    victim = search_worker(tmp_path, url, study, 2, *heartbeat, timesteps=60000)
 
     def victim_s_trial() -> optuna.trial.FrozenTrial | None:
         running = trials(url, study, (TrialState.RUNNING,))
