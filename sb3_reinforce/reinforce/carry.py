@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sb3_reinforce.reinforce.checks import INCOMPLETE_EPISODES, Obs, index_obs
+from sb3_reinforce.reinforce.checks import INCOMPLETE_EPISODES, Obs, check_one_of, index_obs
 from sb3_reinforce.reinforce.estimator import discounted_returns
 
 
@@ -107,10 +107,7 @@ def assemble_batch(
     :return: The batch (``None`` when no step has a return yet), and the held-over steps per env if the update goes
         through: copies, at most ``carry_max_steps`` each, never views into the rollout.
     """
-    if incomplete_episodes not in INCOMPLETE_EPISODES:
-        raise ValueError(
-            f"incomplete_episodes must be one of {', '.join(map(repr, INCOMPLETE_EPISODES))}, got {incomplete_episodes!r}"
-        )
+    check_one_of("incomplete_episodes", incomplete_episodes, INCOMPLETE_EPISODES)
     n_steps, n_envs = dones.shape
     returns, complete = discounted_returns(
         rollout.rewards,

@@ -88,6 +88,12 @@ def check_finite_rollout(name: str, values: Obs, first_step: int) -> None:
         check_finite(name, index_obs(values, row), first_step + row)
 
 
+def check_one_of(name: str, value: Any, accepted: tuple[str, ...]) -> None:
+    """Raise a ValueError naming ``name`` and the ``accepted`` values unless ``value`` is one of them."""
+    if value not in accepted:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, accepted))}, got {value!r}")
+
+
 def refuse_not_reinforce_arguments(arguments: dict[str, Any], where: str) -> None:
     """Raise a ``TypeError`` for an A2C/PPO argument REINFORCE does not have, saying why and what to use instead."""
     for name in arguments:
@@ -136,12 +142,8 @@ def validate_hyperparameters(
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
     if not is_real(gamma) or not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {baseline!r}")
-    if incomplete_episodes not in INCOMPLETE_EPISODES:
-        raise ValueError(
-            f"incomplete_episodes must be one of {', '.join(map(repr, INCOMPLETE_EPISODES))}, got {incomplete_episodes!r}"
-        )
+    check_one_of("baseline", baseline, BASELINES)
+    check_one_of("incomplete_episodes", incomplete_episodes, INCOMPLETE_EPISODES)
     if incomplete_episodes == "bootstrap" and baseline != "value":
         raise ValueError(
             f"incomplete_episodes='bootstrap' needs a critic: use baseline='value' (got baseline={baseline!r}), "

@@ -23,7 +23,7 @@ import math
 import numpy as np
 import torch as th
 
-from sb3_reinforce.reinforce.checks import BASELINES
+from sb3_reinforce.reinforce.checks import BASELINES, check_one_of
 
 
 def discounted_returns(
@@ -83,9 +83,10 @@ def baseline_values(baseline: str, values: th.Tensor | None, return_mean: float,
     """
     if values is not None:
         return return_mean + return_std * values.detach()
-    if baseline in ("mean", "none"):
-        return return_mean if baseline == "mean" else 0.0
-    raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}, got {baseline!r}")
+    check_one_of("baseline", baseline, BASELINES)
+    if baseline == "value":
+        raise ValueError("baseline='value' needs the critic's values, got values=None")
+    return return_mean if baseline == "mean" else 0.0
 
 
 def compute_advantages(returns: th.Tensor, baseline: th.Tensor | float, normalize: bool) -> th.Tensor:
