@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 import torch as th
+from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 import sb3_reinforce.reinforce.reinforce as algorithm_module
@@ -51,8 +52,8 @@ def gradient_step(self: Any, loss: th.Tensor) -> float:
         for _ in range(CRITIC_STEPS):
             original_gradient_step(self, self.vf_coef * F.mse_loss(self.policy.predict_values(observations).flatten(), target))
         with th.no_grad():
-            residual = target - self.policy.predict_values(observations).flatten()
-        self.logger.record("train/critic_ev_after", float(1 - residual.var() / target.var()))
+            values = self.policy.predict_values(observations).flatten()
+        self.logger.record("train/critic_ev_after", explained_variance(values.cpu().numpy(), target.cpu().numpy()))
     return grad_norm
 
 
