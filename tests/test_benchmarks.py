@@ -192,3 +192,30 @@ def test_critic_fit_probe_fits_the_critic_after_each_update(tmp_path: Path) -> N
     after = [float(row[2]) for row in rows if "critic_ev_after" in row[1]]
     assert len(after) >= 3 and len(before) == len(after), result.stdout[-3000:]
     assert sum(after) / len(after) > max(0.0, sum(before) / len(before)), (before, after)
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "LunarLander-v3", "LunarLanderContinuous-v3", "Swimmer-v4"])
+def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str) -> None:
+    # A warm start outside the sampler's space would be tried as given but never sampled again (Optuna only warns):
+    # every enqueued point names exactly the sampled parameters, each within its distribution.
+    import warnings
+
+    import optuna
+
+    from sb3_reinforce.zoo.hyperparams_opt import sample_reinforce_params
+
+    sys.path.insert(0, str(BENCHMARKS / "searches"))
+    try:
+        import enqueue
+    finally:
+        sys.path.remove(str(BENCHMARKS / "searches"))
+    points = enqueue.starting_points(env_id)
+    assert points
+    for point in points:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # FixedTrial warns about a value outside a distribution
+            trial = optuna.trial.FixedTrial(point)
+            sample_reinforce_params(trial, n_actions=1, n_envs=1, additional_args={})
+        assert set(trial.params) == set(point)
+    assert enqueue.study_name("Acrobot-v1") == "reinforce-Acrobot-v1-400k"
+    assert enqueue.study_name("Swimmer-v4") == "reinforce-Swimmer-v4-1M"
