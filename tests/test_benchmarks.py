@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -31,13 +30,9 @@ def script(*args: str) -> str:
 
 
 @pytest.fixture
-def benchmarks_on_path() -> Iterator[None]:
+def benchmarks_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """``benchmarks/`` on ``sys.path`` for the test, so that its scripts import as modules (and import ``common``)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
 
 
 @pytest.fixture
@@ -195,7 +190,7 @@ def test_critic_fit_probe_fits_the_critic_after_each_update(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("env_id", ["Acrobot-v1", "LunarLander-v3", "LunarLanderContinuous-v3", "Swimmer-v4"])
-def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str) -> None:
+def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # A warm start outside the sampler's space would be tried as given but never sampled again (Optuna only warns):
     # every enqueued point names exactly the sampled parameters, each within its distribution.
     import warnings
@@ -204,11 +199,9 @@ def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str) -> None
 
     from sb3_reinforce.zoo.hyperparams_opt import sample_reinforce_params
 
-    sys.path.insert(0, str(BENCHMARKS / "searches"))
-    try:
-        import enqueue
-    finally:
-        sys.path.remove(str(BENCHMARKS / "searches"))
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "searches"))
+    import enqueue
+
     points = enqueue.starting_points(env_id)
     assert points
     for point in points:
