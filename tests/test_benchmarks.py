@@ -189,6 +189,31 @@ def test_critic_fit_probe_fits_the_critic_after_each_update(tmp_path: Path) -> N
     assert sum(after) / len(after) > max(0.0, sum(before) / len(before)), (before, after)
 
 
+def test_lunarlander_probe_tells_hovering_from_landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The LunarLander measurement on the searches page: a policy firing its main engine is still in the air at the
+    # time limit (counted as time-limited, its tail actions all "main", the policy's probabilities at the last state);
+    # one that never fires falls and ends on the ground before the limit. Saved models are found by their step.
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    from sb3_reinforce import REINFORCE
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "searches"))
+    import lunarlander_probe
+
+    model = REINFORCE("MlpPolicy", "LunarLander-v3", n_steps=64, seed=0)
+    model.learn(128, callback=CheckpointCallback(64, str(tmp_path / "run")))
+    model.save(tmp_path / "run" / "LunarLander-v3.zip")
+    assert list(lunarlander_probe.model_files(tmp_path)) == [64, 128]
+
+    model.predict = lambda obs, deterministic: (2, None)  # type: ignore[method-assign,assignment,return-value]
+    hovering = lunarlander_probe.play(model, deterministic=True, episodes=2, seed=0, time_limit=30)
+    assert hovering["length"] == 30 and hovering["time_limited"] == 2 and hovering["legs"] == 0.0
+    assert hovering["tail_actions"] == [0, 0, 60, 0] and sum(hovering["last_probs"]) == pytest.approx(1.0, abs=0.02)
+    model.predict = lambda obs, deterministic: (0, None)  # type: ignore[method-assign,assignment,return-value]
+    falling = lunarlander_probe.play(model, deterministic=True, episodes=2, seed=0)
+    assert falling["time_limited"] == 0 and falling["length"] < 1000 and falling["tail_actions"] is None
+
+
 @pytest.mark.parametrize("env_id", ["Acrobot-v1", "LunarLander-v3", "LunarLanderContinuous-v3", "Swimmer-v4"])
 def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # A warm start outside the sampler's space would be tried as given but never sampled again (Optuna only warns):
