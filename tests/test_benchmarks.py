@@ -189,6 +189,30 @@ def test_critic_fit_probe_fits_the_critic_after_each_update(tmp_path: Path) -> N
     assert sum(after) / len(after) > max(0.0, sum(before) / len(before)), (before, after)
 
 
+def test_kl_limit_probe_keeps_each_update_within_its_target(tmp_path: Path) -> None:
+    # The Acrobot measurement on the searches page: without a target the driver only measures (every step taken whole,
+    # some beyond the target at this learning rate); with one, every step kept ends within it, by shrinking the step.
+    command = ["benchmarks/searches/kl_limit_probe.py", "train", "--algo", "reinforce", "--env", "CartPole-v1"]
+    command += ["--seed", "0", "-n", "2048", "--num-threads", "1", "--device", "cpu", "--verbose", "1"]
+    command += ["--hyperparams", "n_envs:2", "n_steps:128", "learning_rate:0.05"]
+    target = 1e-3
+    logged = {}
+    for name, kl_target in (("measured", "0"), ("limited", str(target))):
+        env = {**ENV, "KL_TARGET": kl_target}
+        run = [sys.executable, *command, "-f", str(tmp_path / name)]
+        result = subprocess.run(run, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = [line.split("|") for line in result.stdout.splitlines() if "approx_kl" in line or "step_fraction" in line]
+        kls = [float(row[2]) for row in rows if "approx_kl" in row[1]]
+        fractions = [float(row[2]) for row in rows if "step_fraction" in row[1]]
+        assert len(kls) >= 5 and len(kls) == len(fractions), result.stdout[-3000:]
+        logged[name] = (kls, fractions)
+    kls, fractions = logged["measured"]
+    assert set(fractions) == {1.0} and max(kls) > target
+    kls, fractions = logged["limited"]
+    assert min(fractions) < 1.0 and all(kl <= target for kl, fraction in zip(kls, fractions, strict=True) if fraction > 0)
+
+
 def test_lunarlander_probe_tells_hovering_from_landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The LunarLander measurement on the searches page: a policy firing its main engine is still in the air at the
     # time limit (counted as time-limited, its tail actions all "main", the policy's probabilities at the last state);
