@@ -54,13 +54,12 @@ def gradient_step(self: Any, loss: th.Tensor) -> float:
     observations, actions, old_log_prob = self.policy.probe_batch
     with th.no_grad():
         after = [parameter.detach().clone() for parameter in parameters]
-        for halvings in range(MAX_HALVINGS + 2):
-            fraction = 0.5**halvings if halvings <= MAX_HALVINGS else 0.0
+        for fraction in [*(0.5**halvings for halvings in range(MAX_HALVINGS + 1)), 0.0]:  # 0: the step undone, KL 0
             for parameter, old, new in zip(parameters, before, after, strict=True):
                 parameter.copy_(old + fraction * (new - old))
             new_log_prob, _, _ = original_evaluate_actions(self.policy, observations, actions, with_critic=False)
             kl = approx_kl(old_log_prob, new_log_prob)
-            if KL_TARGET <= 0 or kl <= KL_TARGET or fraction == 0.0:
+            if KL_TARGET <= 0 or kl <= KL_TARGET:
                 break
     self.logger.record("train/approx_kl", kl)
     self.logger.record("train/step_fraction", fraction)
