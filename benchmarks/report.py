@@ -145,13 +145,14 @@ class Report:
         """Seeds, final return, IQM [CI], solved at the end, steps to the threshold, wall time: one row's cells."""
         finals, reached, wall = runs["final_score"], runs["first_step_at_threshold"].dropna(), runs["wall_time_s"].dropna()
         to_threshold = f"{reached.median():,.0f} ({len(reached)}/{len(runs)})" if len(reached) else f"— (0/{len(runs)})"
+        has_threshold = bool(np.isfinite(threshold))  # an env without one (Walker2d, Ant, ...) shows "—", not "0/5"
         order = " (order not recorded)" if "seed_order" in runs["run"].iloc[0] else ""
         return [
             ", ".join(map(str, runs["seed"])) + order,
             f"{finals.mean():,.1f}" + (f" ± {finals.std():,.1f}" * (len(runs) > 1)),
             f"{iqm[0]:,.1f} [{iqm[1]:,.1f}, {iqm[2]:,.1f}]" if iqm else "—",
-            f"{(finals >= threshold).sum()}/{len(runs)}",
-            to_threshold if runs["eval_freq"].notna().all() else "—",
+            f"{(finals >= threshold).sum()}/{len(runs)}" if has_threshold else "—",
+            to_threshold if has_threshold and runs["eval_freq"].notna().all() else "—",
             f"{wall.median():,.0f} s" if len(wall) else "—",
         ]
 

@@ -147,6 +147,28 @@ def test_report_says_why_an_algorithm_has_no_results(tmp_path: Path, monkeypatch
     assert "| ppo | not run yet | — |" in acrobot
 
 
+@pytest.mark.usefixtures("benchmarks_on_path")
+def test_report_counts_solved_seeds_only_where_the_env_has_a_threshold(tmp_path: Path) -> None:
+    """Walker2d-v4 has no solve threshold: its row shows "—", not "0/5 solved" (which reads as five failed seeds)."""
+    import numpy as np
+    import pandas as pd
+    import report
+
+    runs = pd.DataFrame(
+        {
+            "seed": [0, 1],
+            "final_score": [1500.0, 900.0],
+            "first_step_at_threshold": pd.array([40_000, None], dtype="Int64"),
+            "wall_time_s": [10.0, 12.0],
+            "eval_freq": pd.array([40_000, 40_000], dtype="Int64"),
+            "run": [{}, {}],
+        }
+    )
+    page = report.Report(tmp_path, tmp_path / "README.md", reps=10, seed=0)
+    assert page.cells(runs, None, 1000.0)[3:5] == ["1/2", "40,000 (1/2)"]
+    assert page.cells(runs, None, np.inf)[3:5] == ["—", "—"]
+
+
 def test_hyperparams_reach_the_zoo_unchanged(run_module: ModuleType) -> None:
     """The zoo evaluates each ``--hyperparams`` value as Python: strings, None and booleans survive the trip."""
     from common import zoo_command
@@ -261,3 +283,23 @@ def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str, monkeyp
         assert set(trial.params) == set(point)
     assert enqueue.study_name("Acrobot-v1") == "reinforce-Acrobot-v1-400k"
     assert enqueue.study_name("Swimmer-v4") == "reinforce-Swimmer-v4-1M"
+
+
+def test_enqueued_defaults_are_reinforces_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    # enqueue.DEFAULTS ("the shipped entry", Acrobot's warm start) restates REINFORCE(...)'s defaults as sampled values:
+    # if a default changes, this fails instead of the warm start silently meaning something else.
+    import inspect
+
+    from sb3_reinforce import REINFORCE
+    from sb3_reinforce.zoo.hyperparams_opt import convert_reinforce_params
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "searches"))
+    import enqueue
+
+    converted = convert_reinforce_params(enqueue.DEFAULTS)
+    policy_kwargs = converted.pop("policy_kwargs")
+    defaults = {name: param.default for name, param in inspect.signature(REINFORCE.__init__).parameters.items()}
+    assert converted.pop("ent_coef") == 1e-8 and defaults["ent_coef"] == 0.0  # the sampler's lower bound stands for 0
+    assert converted == {name: defaults[name] for name in converted}
+    policy = REINFORCE("MlpPolicy", "CartPole-v1").policy
+    assert policy_kwargs == {"net_arch": policy.net_arch, "activation_fn": policy.activation_fn}
