@@ -145,7 +145,7 @@ class Report:
         """Seeds, final return, IQM [CI], solved at the end, steps to the threshold, wall time: one row's cells."""
         finals, reached, wall = runs["final_score"], runs["first_step_at_threshold"].dropna(), runs["wall_time_s"].dropna()
         to_threshold = f"{reached.median():,.0f} ({len(reached)}/{len(runs)})" if len(reached) else f"— (0/{len(runs)})"
-        has_threshold = bool(np.isfinite(threshold))  # an env without one (Walker2d, Ant, ...) shows "—", not "0/5"
+        has_threshold = bool(np.isfinite(threshold))  # an env without one (Walker2d-v4) shows "—", not "0/5"
         order = " (order not recorded)" if "seed_order" in runs["run"].iloc[0] else ""
         return [
             ", ".join(map(str, runs["seed"])) + order,
