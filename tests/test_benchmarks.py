@@ -285,11 +285,9 @@ def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str, monkeyp
     assert enqueue.study_name("Swimmer-v4") == "reinforce-Swimmer-v4-1M"
 
 
-def test_enqueued_defaults_are_reinforces_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enqueued_defaults_are_reinforces_defaults(run_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     # enqueue.DEFAULTS ("the shipped entry", Acrobot's warm start) restates REINFORCE(...)'s defaults as sampled values:
     # if a default changes, this fails instead of the warm start silently meaning something else.
-    import inspect
-
     from sb3_reinforce import REINFORCE
     from sb3_reinforce.zoo.hyperparams_opt import convert_reinforce_params
 
@@ -298,7 +296,7 @@ def test_enqueued_defaults_are_reinforces_defaults(monkeypatch: pytest.MonkeyPat
 
     converted = convert_reinforce_params(enqueue.DEFAULTS)
     policy_kwargs = converted.pop("policy_kwargs")
-    defaults = {name: param.default for name, param in inspect.signature(REINFORCE.__init__).parameters.items()}
+    defaults = run_module.reinforce_defaults()
     assert converted.pop("ent_coef") == 1e-8 and defaults["ent_coef"] == 0.0  # the sampler's lower bound stands for 0
     assert converted == {name: defaults[name] for name in converted}
     policy = REINFORCE("MlpPolicy", "CartPole-v1").policy
