@@ -260,12 +260,13 @@ def test_lunarlander_probe_tells_hovering_from_landing(tmp_path: Path, monkeypat
     assert falling["time_limited"] == 0 and falling["length"] < 1000 and falling["tail_actions"] is None
 
 
-@pytest.mark.parametrize("env_id", ["Acrobot-v1", "LunarLander-v3", "LunarLanderContinuous-v3", "Swimmer-v4"])
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "LunarLander-v3", "LunarLanderContinuous-v3", "Swimmer-v4", "Ant-v4"])
 def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # A warm start outside the sampler's space would be tried as given but never sampled again (Optuna only warns):
     # every enqueued point names exactly the sampled parameters, each within its distribution.
     import warnings
 
+    import gymnasium as gym
     import optuna
 
     from sb3_reinforce.zoo.hyperparams_opt import sample_reinforce_params
@@ -274,12 +275,16 @@ def test_enqueued_starting_points_are_points_of_the_sampler(env_id: str, monkeyp
     import enqueue
 
     points = enqueue.starting_points(env_id)
+    if env_id == "Ant-v4":
+        points = [*points, *enqueue.resume_points(env_id)]
     assert points
+    space = gym.make(env_id).action_space
+    n_actions = space.shape[0] if isinstance(space, gym.spaces.Box) else 0  # what rl_zoo3 passes the sampler
     for point in points:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # FixedTrial warns about a value outside a distribution
             trial = optuna.trial.FixedTrial(point)
-            sample_reinforce_params(trial, n_actions=1, n_envs=1, additional_args={})
+            sample_reinforce_params(trial, n_actions=n_actions, n_envs=1, additional_args={})
         assert set(trial.params) == set(point)
     assert enqueue.study_name("Acrobot-v1") == "reinforce-Acrobot-v1-400k"
     assert enqueue.study_name("Swimmer-v4") == "reinforce-Swimmer-v4-1M"

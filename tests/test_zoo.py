@@ -106,6 +106,27 @@ def test_optimize_two_trials_on_a_journal_storage(tmp_path):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2
     assert {"baseline", "incomplete_episodes", "learning_rate", "n_steps"} <= set(complete[0].params)
+    assert "log_std_init" not in complete[0].params  # a Discrete action space has no action noise to search
+
+
+def test_a_search_on_a_box_action_space_samples_the_initial_action_noise(tmp_path):
+    """rl_zoo3 tells the sampler the action dimension for Box spaces only: there it samples ``log_std_init``."""
+    from sb3_reinforce.zoo.hyperparams_opt import convert_reinforce_params, sample_reinforce_params
+
+    storage = str(tmp_path / "study.log")
+    command = search_command(storage, "box", seed=0, timesteps=256)
+    command[command.index("CartPole-v1")] = "Pendulum-v1"
+    worker = subprocess.run([*command, "--n-trials", "1"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert worker.returncode == 0, (worker.stdout + worker.stderr)[-3000:]
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    (trial,) = optuna.load_study(study_name="box", storage=journal).trials
+    assert -4.0 <= trial.params["log_std_init"] <= 1.0
+    # The best trial's yml entry and the trial's own model both start from that noise.
+    assert convert_reinforce_params(trial.params)["policy_kwargs"]["log_std_init"] == trial.params["log_std_init"]
+    sampled = sample_reinforce_params(optuna.trial.FixedTrial(trial.params), n_actions=1, n_envs=1, additional_args={})
+    model = REINFORCE("MlpPolicy", "Pendulum-v1", **sampled)
+    assert model.policy.log_std.detach().numpy() == pytest.approx([trial.params["log_std_init"]])
 
 
 def test_two_workers_share_one_study(tmp_path):
@@ -150,7 +171,7 @@ def test_sampled_linear_learning_rate_decays_and_becomes_a_lin_entry(tmp_path):
         "activation_fn": "tanh",
         "incomplete_episodes": "carry",
     }
-    sampled = sample_reinforce_params(optuna.trial.FixedTrial(params), n_actions=2, n_envs=1, additional_args={})
+    sampled = sample_reinforce_params(optuna.trial.FixedTrial(params), n_actions=0, n_envs=1, additional_args={})
     model = REINFORCE("MlpPolicy", "CartPole-v1", **sampled)
     assert model.lr_schedule(1.0) == pytest.approx(3e-3)
     assert model.lr_schedule(0.25) == pytest.approx(0.75e-3)
@@ -162,5 +183,5 @@ def test_sampled_linear_learning_rate_decays_and_becomes_a_lin_entry(tmp_path):
     # Trials of studies made before lr_schedule was searched keep a constant learning rate.
     old = {key: value for key, value in params.items() if key != "lr_schedule"}
     assert convert_reinforce_params(old)["learning_rate"] == 3e-3
-    constant = sample_reinforce_params(optuna.trial.FixedTrial(old | {"lr_schedule": "constant"}), 2, 1, {})
+    constant = sample_reinforce_params(optuna.trial.FixedTrial(old | {"lr_schedule": "constant"}), 0, 1, {})
     assert constant["learning_rate"] == 3e-3

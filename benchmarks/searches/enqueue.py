@@ -12,11 +12,16 @@ starting points; TPE samples every later trial.
   that learnt HalfCheetah in the issue's second probe (lr 3e-3), and the same with a decaying 1e-3; for the envs
   after HalfCheetah, first the two best trials of its search (34 and 19); after Hopper, before those, Hopper's two best
   (15 and 11); for Swimmer, before all, Hopper's two with ``gamma`` 0.9999 (rl_zoo3's A2C and PPO value there).
+- On a Box action space every point starts from SB3's initial action noise (``log_std_init`` 0, what those searches
+  ran with before the sampler searched it).
+- ``--resume`` enqueues into a study that already has trials: for ``Ant-v4``, its best trial (7) with
+  ``log_std_init`` -2, the setting that made every seed tried move (the searches page, Ant-v4).
 - ``Acrobot-v1`` (study ``reinforce-Acrobot-v1-400k`` in ``acrobot.log``, 400k steps, 8 envs): the shipped entry
   (REINFORCE's defaults), the same with a decaying rate, and 128-step rollouts with a decaying 2e-3 (the three settings
   the searches page measured by hand before this search).
 
     python benchmarks/searches/enqueue.py LunarLander-v3   # once, before the search command (README.md)
+    python benchmarks/searches/enqueue.py Ant-v4 --resume  # once, before resuming the Ant-v4 search
 """
 
 import argparse
@@ -42,6 +47,7 @@ TEXTBOOK: dict[str, Any] = {
     "incomplete_episodes": "carry",
 }
 MUJOCO = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4", "Ant-v4")
+BOX_ACTIONS = (*MUJOCO, "LunarLanderContinuous-v3")  # the sampler searches log_std_init for these
 STUDIES = {
     "LunarLander-v3": "lunarlander_1m.log",
     "LunarLanderContinuous-v3": "lunarlandercontinuous_1m.log",
@@ -67,6 +73,21 @@ def study_name(env: str) -> str:
 
 
 def starting_points(env: str) -> list[dict[str, Any]]:
+    points = _starting_points(env)
+    if env in BOX_ACTIONS:
+        return [{"log_std_init": 0.0, **point} for point in points]
+    return points
+
+
+def resume_points(env: str) -> list[dict[str, Any]]:
+    """Points to enqueue into the env's study when it already has trials (``--resume``)."""
+    if env != "Ant-v4":
+        raise SystemExit(f"no resume points for {env}: only Ant-v4 has them")
+    study = optuna.load_study(study_name=study_name(env), storage=open_storage(str(HERE / STUDIES[env])))
+    return [{**study.trials[7].params, "log_std_init": -2.0}]
+
+
+def _starting_points(env: str) -> list[dict[str, Any]]:
     if env == "Acrobot-v1":
         decaying = {**DEFAULTS, "lr_schedule": "linear"}
         return [DEFAULTS, decaying, {**decaying, "n_steps": 128, "learning_rate": 2e-3}]
@@ -92,13 +113,16 @@ def starting_points(env: str) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("env", choices=sorted(STUDIES))
-    env = parser.parse_args().env
+    parser.add_argument("--resume", action="store_true", help="enqueue the resume points into a study with trials")
+    args = parser.parse_args()
+    env = args.env
     name = study_name(env)
     storage = open_storage(str(HERE / STUDIES[env]), create=True)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
-    if study.trials:
-        raise SystemExit(f"study {name!r} already has trials; nothing enqueued")
-    points = starting_points(env)
+    if bool(study.trials) != args.resume:
+        state = "already has trials (resume it with --resume)" if study.trials else "has no trials (run without --resume)"
+        raise SystemExit(f"study {name!r} {state}; nothing enqueued")
+    points = resume_points(env) if args.resume else starting_points(env)
     for params in points:
         study.enqueue_trial(params)
     print(f"{name}: enqueued {len(points)} trials")

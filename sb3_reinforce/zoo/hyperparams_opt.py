@@ -23,6 +23,8 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     ``incomplete_episodes="bootstrap"`` needs a critic: without ``baseline="value"`` it becomes ``"carry"``.
     ``lr_schedule="linear"`` becomes a learning rate in the zoo's yml form, ``"lin_<initial value>"`` (decaying
     linearly to 0); trials of studies made before ``lr_schedule`` was searched have a constant learning rate.
+    ``log_std_init`` (sampled for Box action spaces only) goes into ``policy_kwargs``; without it the policy keeps
+    SB3's initial action noise (``log_std_init=0``, a standard deviation of 1).
 
     :param sampled_params: The trial's parameters.
     :return: Hyper-parameters for ``REINFORCE(...)`` (a decaying learning rate as ``"lin_<lr>"``), with ``policy_kwargs``.
@@ -37,16 +39,19 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
         "net_arch": NET_ARCHS[params.pop("net_arch")],
         "activation_fn": ACTIVATIONS[params.pop("activation_fn")],
     }
+    if "log_std_init" in params:
+        policy_kwargs["log_std_init"] = params.pop("log_std_init")
     return {"policy_kwargs": policy_kwargs, **params}
 
 
 def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
     Sample REINFORCE hyper-parameters: learning rate (constant or decaying linearly to 0), n_steps, gamma, baseline,
-    normalize_advantage, ent_coef, max_grad_norm, network size and activation, incomplete_episodes.
+    normalize_advantage, ent_coef, max_grad_norm, network size and activation, incomplete_episodes, and for a Box
+    action space the initial action noise (``log_std_init``, in [-4, 1]).
 
     :param trial: The Optuna trial.
-    :param n_actions: Size of the action space (unused).
+    :param n_actions: The action dimension for a Box action space, 0 otherwise (rl_zoo3 sets it only for Box spaces).
     :param n_envs: Number of envs (unused).
     :param additional_args: rl_zoo3's extra arguments (unused).
     :return: Hyper-parameters for ``REINFORCE(...)``.
@@ -65,6 +70,8 @@ def sample_reinforce_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
         "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATIONS)),
         "incomplete_episodes": trial.suggest_categorical("incomplete_episodes", ["carry", "drop", "bootstrap"]),
     }
+    if n_actions > 0:  # a Box action space: how much the Gaussian policy explores at first
+        sampled["log_std_init"] = trial.suggest_float("log_std_init", -4.0, 1.0)
     trial.set_user_attr("gamma", 1.0 - one_minus_gamma)
     # Which worker ran the trial (several processes or machines may share one study).
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
