@@ -83,7 +83,9 @@ SUITES = {
     "entries": Suite(
         "The shipped entries at their own budgets",
         "Each REINFORCE entry of `reinforce.yml` at its own `n_timesteps`.",
-        dict.fromkeys(["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "LunarLanderContinuous-v3"]),
+        dict.fromkeys(
+            ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "LunarLanderContinuous-v3", "Ant-v4"]
+        ),
         {"reinforce": {}},
     ),
     "ablation": Suite(
