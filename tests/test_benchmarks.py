@@ -19,6 +19,7 @@ pytest.importorskip("matplotlib")
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
+EPOCHS_PROBE = str(BENCHMARKS / "searches" / "epochs_probe.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
@@ -233,6 +234,30 @@ def test_kl_limit_probe_keeps_each_update_within_its_target(tmp_path: Path) -> N
     assert set(fractions) == {1.0} and max(kls) > target
     kls, fractions = logged["limited"]
     assert min(fractions) < 1.0 and all(kl <= target for kl, fraction in zip(kls, fractions, strict=True) if fraction > 0)
+
+
+def test_epochs_probe_is_reinforce_at_one_epoch_and_takes_clipped_steps_beyond(tmp_path: Path) -> None:
+    # The Acrobot measurement on the searches page: EPOCHS=1 trains exactly the weights plain REINFORCE trains; with
+    # more epochs the extra steps move the policy (some of the batch clipped) and the run is no longer REINFORCE's.
+    from sb3_reinforce import REINFORCE
+
+    arguments = ["train", "--algo", "reinforce", "--env", "CartPole-v1", "--seed", "0", "-n", "2048", "--num-threads"]
+    arguments += ["1", "--device", "cpu", "--verbose", "1", "--eval-freq", "-1"]
+    arguments += ["--hyperparams", "n_envs:2", "n_steps:128", "learning_rate:0.01"]
+    runs = {"plain": ([sys.executable, "-m", "sb3_reinforce.zoo"], "1"), "one": ([sys.executable, EPOCHS_PROBE], "1")}
+    runs |= {"three": ([sys.executable, EPOCHS_PROBE], "3")}
+    weights, outputs = {}, {}
+    for name, (program, epochs) in runs.items():
+        run = [*program, *arguments, "-f", str(tmp_path / name)]
+        result = subprocess.run(run, cwd=REPO, env={**ENV, "EPOCHS": epochs}, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        model = REINFORCE.load(tmp_path / name / "reinforce" / "CartPole-v1_1" / "CartPole-v1.zip", device="cpu")
+        weights[name], outputs[name] = model.policy.state_dict(), result.stdout
+    assert all(weights["one"][key].equal(value) for key, value in weights["plain"].items())
+    assert "extra_epochs_clip_fraction" not in outputs["one"]
+    assert not all(weights["three"][key].equal(value) for key, value in weights["plain"].items())
+    fractions = [float(line.split("|")[2]) for line in outputs["three"].splitlines() if "extra_epochs_clip_fraction" in line]
+    assert fractions and max(fractions) > 0.0
 
 
 def test_lunarlander_probe_tells_hovering_from_landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
