@@ -107,5 +107,17 @@ def test_put_entry_keeps_everything_else() -> None:
     assert best.put_entry("A-v1:\n  policy: 'MlpPolicy'\n", "B-v1", {"x": 1}, "b").startswith("A-v1:\n  policy: 'MlpPolicy'\n")
     shipped = (Path(__file__).parent.parent / "zoo_configs" / "reinforce.yml").read_text()
     assert best.put_entry(shipped, "New-v1", {"n_envs": 1}, "new").startswith(shipped)
+    # An anchored entry replaced: its aliases (the -v5 ids of the shipped file) follow it instead of keeping the old values.
+    anchored = "A-v4: &a\n  # old best\n  n_envs: 1\n\nA-v5: *a\n"
+    assert best.put_entry(anchored, "A-v4", {"n_envs": 4}, "new") == "A-v4: &a\n  # new\n  n_envs: 4\n\nA-v5: *a\n"
+    after_alias = "S-v4: &s\n  n: 1\nS-v5: *s\n\n" + anchored  # the blank line before the key is kept
+    assert best.put_entry(after_alias, "A-v4", {"n_envs": 4}, "new") == "S-v4: &s\n  n: 1\nS-v5: *s\n\n" + (
+        "A-v4: &a\n  # new\n  n_envs: 4\n\nA-v5: *a\n"
+    )
+    replaced = yaml.safe_load(best.put_entry(shipped, "HalfCheetah-v4", {"n_envs": 4}, "new"))
+    assert replaced["HalfCheetah-v5"] == replaced["HalfCheetah-v4"] == {"n_envs": 4}
+    assert {key: value for key, value in replaced.items() if not key.startswith("HalfCheetah")} == {
+        key: value for key, value in yaml.safe_load(shipped).items() if not key.startswith("HalfCheetah")
+    }
     policy_kwargs = {"net_arch": {"pi": [64], "vf": [64]}, "activation_fn": __import__("torch").nn.Tanh, "ortho_init": False}
     assert best.python_text(policy_kwargs) == "dict(net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh, ortho_init=False)"

@@ -111,7 +111,10 @@ def _yaml() -> Any:
     def represent_float(representer: Any, value: float) -> Any:
         node = default(value) if isinstance(value, ScalarFloat) else representer.represent_float(value)
         read_back = yaml.safe_load(node.value)
-        if not isinstance(read_back, float) or read_back != float(value):
+        # ruamel rebuilds a loaded float's text from its value: at 17 significant digits (a float written as Python's
+        # repr, as this module writes them) it may end in another last digit than the file had (...636e-08 -> ...635e-08).
+        digits = len(node.value.split("e")[0].replace("-", "").replace(".", "").lstrip("0"))
+        if not isinstance(read_back, float) or read_back != float(value) or digits >= 17:
             mantissa, e, exponent = repr(float(value)).partition("e")  # exact; PyYAML needs a dot: 1e-05 -> 1.0e-05
             text = mantissa + (".0" if e and "." not in mantissa else "") + e + exponent
             node = representer.represent_scalar("tag:yaml.org,2002:float", text)
@@ -125,7 +128,9 @@ def _yaml() -> Any:
 def put_entry(text: str, env: str, entry: dict[str, Any], comment: str) -> str:
     """
     ``text`` (a zoo yml) with the entry of ``env`` replaced by ``entry`` (``comment`` as its first line), or added at
-    the end; other entries and comments are kept.
+    the end; other entries and comments are kept. When the replaced entry is a YAML anchor (``HalfCheetah-v4:
+    &halfcheetah``), the new entry keeps the anchor and the entries that alias it (``HalfCheetah-v5: *halfcheetah``)
+    stay aliases of it, so they get the new values too.
     """
     from ruamel.yaml.comments import CommentedMap
 
@@ -136,12 +141,21 @@ def put_entry(text: str, env: str, entry: dict[str, Any], comment: str) -> str:
     if isinstance(old, CommentedMap) and len(old) and list(old)[-1] in old.ca.items:
         # ruamel keeps the comments above the next entry after this entry's last value: they stay where they were.
         new.ca.items[list(new)[-1]] = old.ca.items[list(old)[-1]]
+    if isinstance(old, CommentedMap) and old.anchor.value is not None:
+        new.yaml_set_anchor(old.anchor.value, always_dump=True)
     added = env not in data
-    data.ca.items.pop(env, None)  # the old entry's own comment
+    own_comment = data.ca.items.pop(env, None)  # the old entry's own comment (and what stands before its key)
     data[env] = new
+    for key in [key for key, value in data.items() if value is old]:  # aliases of the replaced entry
+        data[key] = new
+        alias_comment = data.ca.items.get(key)
+        if own_comment and alias_comment and alias_comment[3] == own_comment[3]:
+            data.ca.items.pop(key)  # ruamel files the anchored entry's comment under its aliases too
     data.yaml_set_comment_before_after_key(
         env, before="\n" if added and len(data) > 1 else None, after=comment, after_indent=2
     )
+    if own_comment and own_comment[1]:  # the blank line before the key, when ruamel keeps it there (after an alias)
+        data.ca.items[env][1] = own_comment[1]
     output = io.StringIO()
     round_trip.dump(data, output)
     return output.getvalue()
