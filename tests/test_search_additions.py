@@ -18,6 +18,7 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from sb3_reinforce.zoo import best  # noqa: E402
+from sb3_reinforce.zoo.hyperparams_opt import sample_reinforce_params  # noqa: E402
 from sb3_reinforce.zoo.storage import Heartbeat, MaxTrialsSurvivingDeadWorkers, rdb_patches, rdb_storage  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
@@ -87,6 +88,27 @@ def test_heartbeat_options_are_checked(options: str, message: str, tmp_path: Pat
     result = subprocess.run([*command, *shlex.split(options)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                             timeout=120)  # fmt: skip
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+
+
+def test_best_output_into_an_anchored_entry_moves_its_aliases_too(tmp_path: Path) -> None:
+    # The shipped MuJoCo entries are anchors with a -v5 alias: `best -o` replaces the -v4 entry and the alias follows
+    # (it used to refuse, or, through put_entry, leave the alias with the old values).
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    params = {"one_minus_gamma": 0.01, "learning_rate": 3e-3, "lr_schedule": "constant", "n_steps": 64, "baseline": "value"}
+    params |= {"normalize_advantage": True, "ent_coef": 1e-3, "max_grad_norm": 0.5, "net_arch": "tiny"}
+    params |= {"activation_fn": "tanh", "incomplete_episodes": "carry", "log_std_init": -1.0}
+    study.enqueue_trial(params)
+    study.optimize(lambda trial: (sample_reinforce_params(trial, 2, 1, {}), 1.0)[1], n_trials=1)
+    conf = tmp_path / "reinforce.yml"
+    conf.write_text("B-v1:\n  n_envs: 2\n\nA-v4: &a\n  # old\n  n_envs: 8\n  n_timesteps: 1000\n  policy: MlpPolicy\n")
+    conf.write_text(conf.read_text() + "\nA-v5: *a\n")
+    best.main(["--storage", storage, "--study-name", "s", "--env", "A-v4", "-conf", str(conf), "-o", str(conf)], "")
+    written = yaml.safe_load(conf.read_text())
+    assert written["B-v1"] == {"n_envs": 2}
+    assert written["A-v5"] == written["A-v4"] and written["A-v4"]["n_steps"] == 64 and written["A-v4"]["n_envs"] == 8
+    assert "log_std_init=-1.0" in written["A-v4"]["policy_kwargs"]
+    assert conf.read_text().endswith("\nA-v5: *a\n") and "# old" not in conf.read_text()
 
 
 def test_put_entry_keeps_everything_else() -> None:

@@ -222,9 +222,14 @@ def main(argv: list[str], default_conf: str) -> None:
             written = yaml.safe_load(new_text)
         except Exception as error:  # ruamel's and PyYAML's errors: the file is not YAML they can read
             raise SystemExit(f"Could not place the entry of {env} in {args.output} ({error}); nothing written") from error
-        # What rl_zoo3 will read (PyYAML): every other entry as it was, and the new one.
-        others_kept = isinstance(written, dict) and all(written.get(key) == value for key, value in old.items() if key != env)
-        if not others_kept or written.get(env) != yaml.safe_load(block)[env]:
+        # What rl_zoo3 will read (PyYAML): every other entry as it was, the new one, and the aliases of the env's entry
+        # (PyYAML gives an alias the anchored entry's own object) the same as the new one.
+        aliases = {key for key, value in old.items() if key != env and env in old and value is old[env]}
+        others_kept = isinstance(written, dict) and all(
+            written.get(key) == value for key, value in old.items() if key != env and key not in aliases
+        )
+        aliases_follow = isinstance(written, dict) and all(written.get(key) == written.get(env) for key in aliases)
+        if not others_kept or not aliases_follow or written.get(env) != yaml.safe_load(block)[env]:
             raise SystemExit(f"Could not place the entry of {env} in {args.output}; nothing written")
         with open(args.output, "w") as file:
             file.write(new_text)
