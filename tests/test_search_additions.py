@@ -101,8 +101,8 @@ def test_best_output_into_an_anchored_entry_moves_its_aliases_too(tmp_path: Path
     study.enqueue_trial(params)
     study.optimize(lambda trial: (sample_reinforce_params(trial, 2, 1, {}), 1.0)[1], n_trials=1)
     conf = tmp_path / "reinforce.yml"
-    conf.write_text("B-v1:\n  n_envs: 2\n\nA-v4: &a\n  # old\n  n_envs: 8\n  n_timesteps: 1000\n  policy: MlpPolicy\n")
-    conf.write_text(conf.read_text() + "\nA-v5: *a\n")
+    anchored = "A-v4: &a\n  # old\n  n_envs: 8\n  n_timesteps: 1000\n  policy: MlpPolicy\n\nA-v5: *a\n"
+    conf.write_text("B-v1:\n  n_envs: 2\n\n" + anchored)
     best.main(["--storage", storage, "--study-name", "s", "--env", "A-v4", "-conf", str(conf), "-o", str(conf)], "")
     written = yaml.safe_load(conf.read_text())
     assert written["B-v1"] == {"n_envs": 2}
