@@ -224,7 +224,7 @@ def main(argv: list[str], default_conf: str) -> None:
             raise SystemExit(f"Could not place the entry of {env} in {args.output} ({error}); nothing written") from error
         # What rl_zoo3 will read (PyYAML): every other entry as it was, the new one, and the aliases of the env's entry
         # (PyYAML gives an alias the anchored entry's own object) the same as the new one.
-        aliases = {key for key, value in old.items() if key != env and env in old and value is old[env]}
+        aliases = {key for key, value in old.items() if key != env and value is old[env]} if env in old else set()
         others_kept = isinstance(written, dict) and all(
             written.get(key) == value for key, value in old.items() if key != env and key not in aliases
         )
