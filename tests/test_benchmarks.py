@@ -110,8 +110,9 @@ def test_plan(run_module: ModuleType) -> None:
         assert spec["eval_freq"] == spec["budget"] // 25 and spec["eval_episodes"] == 10 and spec["seed"] in range(5)
     planned = {(s["suite"], s["env"], s["name"]) for s in specs}
     assert len(specs) == 5 * len(planned)
-    assert len([key for key in planned if key[0] == "main"]) == 3 * 8 - len(skipped)
+    assert len([key for key in planned if key[0] == "main"]) == 3 * 9 - len(skipped)
     assert ("main", "LunarLander-v3", "ppo") in planned and ("main", "HalfCheetah-v4", "reinforce") in planned
+    assert ("main", "Ant-v4", "a2c") in planned and ("main", "Ant-v4", "reinforce") in planned
     assert ("eight_envs", "Acrobot-v1", "n128_lr0.001") in planned
     assert ("eight_envs", "CartPole-v1", "n128_lr0.001") not in planned
 
