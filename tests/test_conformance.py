@@ -372,7 +372,7 @@ def test_unknown_policy_kwargs_key_is_named_with_the_accepted_ones():
 
 
 def test_custom_policy_classes_keep_their_own_keyword_arguments():
-    class ScaledPolicy(ActorCriticPolicy):
+    class ScaledPolicy(MlpPolicy):
         """Takes a key of its own out of **kwargs, as users' policies do: PPO and A2C accept it, so must we."""
 
         def __init__(self, *args, **kwargs):
@@ -381,6 +381,9 @@ def test_custom_policy_classes_keep_their_own_keyword_arguments():
 
     model = REINFORCE(ScaledPolicy, "CartPole-v1", policy_kwargs=dict(scale=2.0, net_arch=[8]))
     assert model.policy.scale == 2.0
+    # REINFORCE calls its policies' own methods (sample, evaluate_actor, ...): SB3's policy classes are refused.
+    with pytest.raises(TypeError, match="policy must be 'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy' or a subclass"):
+        REINFORCE(ActorCriticPolicy, "CartPole-v1")
 
     class Explicit(MlpPolicy):
         def __init__(self, observation_space, action_space, lr_schedule, width: int = 8, **kwargs):

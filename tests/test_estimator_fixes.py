@@ -14,7 +14,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from sb3_reinforce import REINFORCE, NonFiniteError
 from sb3_reinforce.reinforce.estimator import return_scale, update_return_moments
 from tests.envs import CountingEnv, LateRewardBandit
-from tests.test_returns import assemble
 
 
 class StopAfter(BaseCallback):
@@ -182,9 +181,9 @@ def test_held_over_steps_are_copies_that_do_not_keep_old_rollout_buffers_alive()
     model = REINFORCE("MlpPolicy", env, n_steps=8, baseline="none", incomplete_episodes="carry", seed=0)
     model.learn(16)  # one rollout of 8 steps per env, all held over
     buffer = model.rollout_buffer
-    _, held_over = assemble(model)
-    for held in held_over:
-        assert held is not None and len(held) == 8
+    for env in range(2):
+        [held] = model._held_over._blocks[env]  # one block per rollout
+        assert len(held) == 8
         for array in (held.observations, held.actions, held.rewards, held.log_probs):
             assert array.base is None or array.base.nbytes == array.nbytes  # owns its memory, no larger block
             assert not np.shares_memory(array, buffer.observations) and not np.shares_memory(array, buffer.rewards)

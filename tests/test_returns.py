@@ -1,16 +1,14 @@
 """Monte Carlo returns, against hand-computed values, and what each incomplete-episodes mode does with them."""
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_reinforce import REINFORCE
-from sb3_reinforce.reinforce.carry import HeldOver, Steps, assemble_batch
 from sb3_reinforce.reinforce.estimator import discounted_returns
 from tests.envs import CountingEnv
+from tests.rollouts import held_observations, start, whole
 
 
 def test_one_env_no_episode_end():
@@ -77,89 +75,52 @@ def _model(incomplete_episodes: str, baseline: str = "mean", n_steps: int = 4, *
     )
 
 
-def _start(model: REINFORCE) -> Callable[[], None]:
-    """Set the model up as ``learn()`` does; return a function that collects one rollout."""
-    _, callback = model._setup_learn(10_000)
-
-    def collect() -> None:
-        assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
-
-    return collect
-
-
-def assemble(model: REINFORCE, held: HeldOver | None = None, critic_scale: tuple[float, float] | None = None):
-    """The public :func:`assemble_batch` on the model's last rollout, as ``train()`` calls it."""
-    buffer = model.rollout_buffer
-    truncation_values = last_values = None
-    if critic_scale is not None:
-        truncation_values, last_values = buffer.critic_values(*critic_scale)
-    rollout = Steps(buffer.observations, buffer.actions, buffer.rewards, buffer.log_probs)
-    held = [None] * buffer.n_envs if held is None else held
-    return assemble_batch(
-        rollout,
-        buffer.dones,
-        model.gamma,
-        model.incomplete_episodes,
-        held,
-        model.carry_max_steps,
-        last_values,
-        truncation_values,
-    )
-
-
 def test_drop_keeps_episodes_that_began_earlier_and_drops_unfinished_steps():
     model = _model("drop")
-    _collect = _start(model)
-    _collect()
-    batch, carry = assemble(model)
+    collect = start(model)
+    batch = collect()
     # Rollout 1: episode 0 steps 0, 1, 2 (ends), episode 1 step 0 (unfinished, dropped).
-    np.testing.assert_array_equal(batch.steps.observations, [[0, 0], [1, 0], [2, 0]])
-    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0])
-    assert batch.n_fresh == 3 and not batch.carried.any() and carry == [None]
-    _collect()
-    batch, _ = assemble(model, carry)
+    np.testing.assert_array_equal(whole(batch).observations, [[0, 0], [1, 0], [2, 0]])
+    np.testing.assert_allclose(batch.returns(), [1.75, 1.5, 1.0])
+    assert batch.n_fresh == 3 and not batch.carried.any() and len(model._held_over) == 0
+    batch = collect()
     # Rollout 2: episode 1 steps 1, 2 end here and have exact returns (kept); episode 2 steps 0, 1 are dropped.
-    np.testing.assert_array_equal(batch.steps.observations, [[1, 1], [2, 1]])
-    np.testing.assert_allclose(batch.returns, [1.5, 1.0])
+    np.testing.assert_array_equal(whole(batch).observations, [[1, 1], [2, 1]])
+    np.testing.assert_allclose(batch.returns(), [1.5, 1.0])
 
 
 def test_carry_completes_held_steps_in_a_later_rollout():
     model = _model("carry")
-    _collect = _start(model)
-    _collect()
-    batch, carry = assemble(model)
-    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0])
-    assert carry[0] is not None
-    np.testing.assert_array_equal(carry[0].observations, [[0, 1]])  # episode 1, step 0 is held over
-    _collect()
-    batch, carry = assemble(model, carry)
+    collect = start(model)
+    batch = collect()
+    np.testing.assert_allclose(batch.returns(), [1.75, 1.5, 1.0])
+    np.testing.assert_array_equal(held_observations(model, 0), [[0, 1]])  # episode 1, step 0 is held over
+    batch = collect()
     # Fresh: episode 1 steps 1, 2; carried: episode 1 step 0, whose return spans both rollouts.
-    np.testing.assert_array_equal(batch.steps.observations, [[1, 1], [2, 1], [0, 1]])
-    np.testing.assert_allclose(batch.returns, [1.5, 1.0, 1.75])
+    np.testing.assert_array_equal(whole(batch).observations, [[1, 1], [2, 1], [0, 1]])
+    np.testing.assert_allclose(batch.returns(), [1.5, 1.0, 1.75])
     np.testing.assert_array_equal(batch.carried, [False, False, True])
-    np.testing.assert_array_equal(carry[0].observations, [[0, 2], [1, 2]])
+    np.testing.assert_array_equal(held_observations(model, 0), [[0, 2], [1, 2]])
 
 
 def test_carry_holds_a_long_episode_over_several_rollouts_and_caps_it():
-    model = _model("carry", n_steps=2)
-    model.carry_max_steps = 100
-    model.env = DummyVecEnv([lambda: CountingEnv(length=5)])
-    _collect = _start(model)
-    _collect()  # episode 0 steps 0, 1: nothing complete
-    batch, carry = assemble(model)
-    assert batch is None and len(carry[0]) == 2
-    _collect()  # steps 2, 3
-    batch, carry = assemble(model, carry)
-    assert batch is None and len(carry[0]) == 4
-    _collect()  # step 4 ends episode 0, then episode 1 step 0
-    batch, carry = assemble(model, carry)
-    np.testing.assert_array_equal(batch.steps.observations[:, 0], [4, 0, 1, 2, 3])
-    np.testing.assert_allclose(batch.returns, [1.0, 1.9375, 1.875, 1.75, 1.5])
-    np.testing.assert_array_equal(carry[0].observations, [[0, 1]])
-    model.carry_max_steps = 1
-    _collect()
-    _, carry = assemble(model, carry)
-    np.testing.assert_array_equal(carry[0].observations, [[2, 1]])  # only the newest step is kept
+    env = DummyVecEnv([lambda: CountingEnv(length=5)])
+    model = REINFORCE("MlpPolicy", env, n_steps=2, gamma=0.5, baseline="mean", carry_max_steps=100, seed=0)
+    collect = start(model)
+    assert collect() is None and model._held_over.n_steps(0) == 2  # episode 0 steps 0, 1: nothing complete
+    assert collect() is None and model._held_over.n_steps(0) == 4  # steps 2, 3
+    batch = collect()  # step 4 ends episode 0, then episode 1 step 0
+    np.testing.assert_array_equal(whole(batch).observations[:, 0], [4, 0, 1, 2, 3])
+    np.testing.assert_allclose(batch.returns(), [1.0, 1.9375, 1.875, 1.75, 1.5])
+    np.testing.assert_array_equal(held_observations(model, 0), [[0, 1]])
+
+    capped = REINFORCE("MlpPolicy", env, n_steps=2, gamma=0.5, baseline="mean", carry_max_steps=3, seed=0)
+    collect = start(capped)
+    collect(), collect()  # episode 0 steps 0-3: the cap keeps the newest 3
+    np.testing.assert_array_equal(held_observations(capped, 0)[:, 0], [1, 2, 3])
+    batch = collect()  # step 4 ends the episode: the dropped step 0 has no return, the others their exact ones
+    np.testing.assert_array_equal(whole(batch).observations[:, 0], [4, 1, 2, 3])
+    np.testing.assert_allclose(batch.returns(), [1.0, 1.875, 1.75, 1.5])
 
 
 def test_empty_updates_keep_the_held_over_steps():
@@ -174,48 +135,40 @@ def test_empty_updates_keep_the_held_over_steps():
 
 def test_bootstrap_uses_every_step_and_the_critic_at_the_end():
     model = _model("bootstrap", baseline="value")
-    _collect = _start(model)
-    _collect()
+    batch = start(model)()
     last_critic = float(model.rollout_buffer.last_critic[0])
     expected = model.policy.predict_values(model.policy.obs_to_tensor(np.array([1.0, 1.0], dtype=np.float32))[0]).item()
     assert last_critic == pytest.approx(expected, rel=1e-5) and last_critic != 0.0
-    batch, _ = assemble(model)  # the returns the rewards alone give
-    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0])
-    batch, _ = assemble(model, critic_scale=(2.0, 3.0))  # V = 2 + 3 * critic
-    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.0 + 0.5 * (2.0 + 3.0 * last_critic)], rtol=1e-6)
+    np.testing.assert_allclose(batch.returns(), [1.75, 1.5, 1.0, 1.0])  # the returns the rewards alone give
+    # V = 2 + 3 * critic
+    np.testing.assert_allclose(batch.returns((2.0, 3.0)), [1.75, 1.5, 1.0, 1.0 + 0.5 * (2.0 + 3.0 * last_critic)], rtol=1e-6)
 
 
 @pytest.mark.parametrize("baseline", ["none", "mean"])
 def test_truncation_without_critic_ends_the_return_and_adds_nothing_to_rewards(baseline):
     model = _model("drop", baseline=baseline, n_steps=6, truncate=True)
-    _collect = _start(model)
-    _collect()
+    batch = start(model)()
     buffer = model.rollout_buffer
     np.testing.assert_array_equal(buffer.rewards[:, 0], np.ones(6))  # SB3 would add gamma * V(terminal obs) here
-    assert not buffer.truncated.any() and not buffer.truncation_critic.any()
-    batch, _ = assemble(model)
-    np.testing.assert_allclose(batch.returns, [1.75, 1.5, 1.0, 1.75, 1.5, 1.0])
+    assert not buffer.truncated.any() and not buffer.truncation_critic.any() and batch.discount is None
+    np.testing.assert_allclose(batch.returns((2.0, 3.0)), [1.75, 1.5, 1.0, 1.75, 1.5, 1.0])
 
 
 def test_truncation_with_critic_bootstraps_from_the_terminal_observation():
     model = _model("drop", baseline="value", n_steps=3, truncate=True)
-    _collect = _start(model)
-    _collect()
+    batch = start(model)()
     buffer = model.rollout_buffer
     np.testing.assert_array_equal(buffer.rewards[:, 0], np.ones(3))
     terminal_obs = np.array([3.0, 0.0], dtype=np.float32)
     critic = model.policy.predict_values(model.policy.obs_to_tensor(terminal_obs)[0]).item()
     np.testing.assert_array_equal(buffer.truncated[:, 0], [False, False, True])
     assert buffer.truncation_critic[2, 0] == pytest.approx(critic, rel=1e-5)
-    batch, _ = assemble(model, critic_scale=(-5.0, 2.0))
-    np.testing.assert_allclose(batch.returns[2], 1.0 + 0.5 * (-5.0 + 2.0 * critic), rtol=1e-5)
+    np.testing.assert_allclose(batch.returns((-5.0, 2.0))[2], 1.0 + 0.5 * (-5.0 + 2.0 * critic), rtol=1e-5)
 
 
 def test_several_envs_with_make_vec_env():
     env = make_vec_env(lambda: CountingEnv(length=3), n_envs=3)
     model = REINFORCE("MlpPolicy", env, n_steps=4, gamma=0.5, incomplete_episodes="carry", seed=0)
-    _collect = _start(model)
-    _collect()
-    batch, carry = assemble(model)
-    assert batch.n_fresh == 9 and all(len(held) == 1 for held in carry)
-    np.testing.assert_allclose(sorted(batch.returns), sorted([1.75, 1.5, 1.0] * 3))
+    batch = start(model)()
+    assert batch.n_fresh == 9 and all(model._held_over.n_steps(env) == 1 for env in range(3))
+    np.testing.assert_allclose(sorted(batch.returns()), sorted([1.75, 1.5, 1.0] * 3))

@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_reinforce import REINFORCE, NonFiniteError
 from tests.envs import BadValueEnv, CountingEnv, MatchTargetEnv
-from tests.test_returns import assemble
+from tests.rollouts import start, whole
 
 
 class FiniteLogsCallback(BaseCallback):
@@ -102,17 +102,14 @@ def test_losses_use_exactly_the_sampled_actions_with_finite_log_probabilities():
     # it is (almost) never sampled, and whatever is sampled has a finite log-probability.
     with th.no_grad():
         model.policy.action_net.bias.copy_(th.tensor([20.0, -20.0]))
-    _, callback = model._setup_learn(1_000)
-    model.collect_rollouts(model.env, callback, model.rollout_buffer, 32)
-    buffer = model.rollout_buffer
-    np.testing.assert_array_equal(buffer.actions[:, 0, 0], received)
-    batch, _ = assemble(model)
-    obs = th.as_tensor(batch.steps.observations)
-    actions = th.as_tensor(batch.steps.actions).long().flatten()
+    steps = whole(start(model)())
+    np.testing.assert_array_equal(model.rollout_buffer.actions[:, 0, 0], received)
+    obs = th.as_tensor(steps.observations)
+    actions = th.as_tensor(steps.actions).long().flatten()
     np.testing.assert_array_equal(actions.numpy(), received[: len(actions)])
     log_prob = model.policy.get_distribution(obs).log_prob(actions).detach()
-    assert th.isfinite(log_prob).all() and np.isfinite(batch.steps.log_probs).all()
-    np.testing.assert_allclose(log_prob.numpy(), batch.steps.log_probs, rtol=1e-5, atol=1e-6)
+    assert th.isfinite(log_prob).all() and np.isfinite(steps.log_probs).all()
+    np.testing.assert_allclose(log_prob.numpy(), steps.log_probs, rtol=1e-5, atol=1e-6)
 
 
 def _capture_step_grad_norms(model: REINFORCE) -> list[float]:

@@ -1,16 +1,17 @@
-"""Rollout buffers that also record where episodes end, which the Monte Carlo returns need."""
+"""
+Rollout buffers that also record where episodes end, which the Monte Carlo returns need, and the critic's outputs the
+returns may be bootstrapped from; :meth:`~_EpisodeEndsMixin.finish` turns a rollout into the update's batch.
+"""
 
 from typing import Any
 
 import numpy as np
-import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.utils import obs_as_tensor
 
-from sb3_reinforce.reinforce.carry import Batch, HeldOver, Steps, assemble_batch
-from sb3_reinforce.reinforce.checks import Obs, check_finite, check_finite_rollout
+from sb3_reinforce.reinforce.batch import Batch, assemble_batch
+from sb3_reinforce.reinforce.checks import check_finite, check_finite_rollout
+from sb3_reinforce.reinforce.held_over import HeldOverSteps, Steps
+from sb3_reinforce.reinforce.type_aliases import Obs
 
 
 class _EpisodeEndsMixin:
@@ -32,12 +33,14 @@ class _EpisodeEndsMixin:
     truncated: np.ndarray
     truncation_critic: np.ndarray
     last_critic: np.ndarray
+    batch: Batch | None
 
     def reset(self) -> None:
         self.dones = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
         self.truncated = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
         self.truncation_critic = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
         self.last_critic = np.zeros(self.n_envs, dtype=np.float32)
+        self.batch = None
         super().reset()  # type: ignore[misc]
 
     def record_episode_ends(
@@ -66,28 +69,19 @@ class _EpisodeEndsMixin:
         check_finite("observation", next_obs, self.buffer_size)
         check_finite_rollout("reward", self.rewards, first_step=1)  # type: ignore[attr-defined]
 
-    def critic_values(self, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self, gamma: float, incomplete_episodes: str, held_over: HeldOverSteps | None, with_critic: bool) -> None:
         """
-        The recorded critic outputs as values on the scale ``(mean, std)`` of returns: the truncation values (0 where
-        no episode was truncated) and the values of the states after the rollout.
-        """
-        truncation_values = np.where(self.truncated, mean + std * self.truncation_critic, 0.0)
-        return truncation_values, mean + std * self.last_critic
+        After the rollout (as SB3's ``compute_returns_and_advantage``): assemble the update's :attr:`batch` in one pass
+        (:func:`~sb3_reinforce.reinforce.batch.assemble_batch`), updating the held-over steps with ``"carry"``.
 
-    def assemble(
-        self, gamma: float, incomplete_episodes: str, held_over: HeldOver, carry_max_steps: int,
-        critic_scale: tuple[float, float] | None = None,
-    ) -> tuple[Batch | None, HeldOver]:  # fmt: skip
+        :param with_critic: Whether the critic's recorded outputs end the returns they may be bootstrapped from.
         """
-        :func:`~sb3_reinforce.reinforce.carry.assemble_batch` of this rollout and the steps ``held_over`` from earlier
-        ones, with the recorded critic outputs read on ``critic_scale`` (``None``: the returns the rewards alone give).
-        """
-        truncation_values = last_values = None
-        if critic_scale is not None:
-            truncation_values, last_values = self.critic_values(*critic_scale)
         rollout = Steps(self.observations, self.actions, self.rewards, self.log_probs)  # type: ignore[attr-defined]
-        return assemble_batch(rollout, self.dones, gamma, incomplete_episodes, held_over, carry_max_steps,
-                              last_values=last_values, truncation_values=truncation_values)  # fmt: skip
+        critic: dict[str, Any] = {}
+        if with_critic:
+            last = self.last_critic if incomplete_episodes == "bootstrap" else None
+            critic = dict(truncated=self.truncated, truncation_critic=self.truncation_critic, last_critic=last)
+        self.batch = assemble_batch(rollout, self.dones, gamma, incomplete_episodes, held_over, **critic)
 
 
 class ReinforceRolloutBuffer(_EpisodeEndsMixin, RolloutBuffer):
@@ -98,47 +92,10 @@ class ReinforceDictRolloutBuffer(_EpisodeEndsMixin, DictRolloutBuffer):
     """SB3's :class:`~stable_baselines3.common.buffers.DictRolloutBuffer` plus episode ends; same constructor."""
 
 
-def batch_to_torch(batch: Batch, action_space: spaces.Space, device: th.device) -> tuple[Any, th.Tensor, th.Tensor, th.Tensor]:
-    """
-    The batch's observations, actions, returns and behaviour log-probabilities as tensors on ``device``; actions as
-    SB3's buffers give them (float, MultiBinary being stored as int8; long indices for Discrete).
-    """
-    actions = th.as_tensor(batch.steps.actions.astype(np.float32, copy=False), device=device)
-    if isinstance(action_space, spaces.Discrete):
-        actions = actions.long().flatten()
-    returns = th.as_tensor(batch.returns, device=device)
-    behaviour_log_prob = th.as_tensor(batch.steps.log_probs, device=device)
-    return obs_as_tensor(batch.steps.observations, device), actions, returns, behaviour_log_prob  # type: ignore[arg-type]
-
-
-def critic_output(policy: ActorCriticPolicy, observations: Any) -> np.ndarray:
-    """The critic's (standardised) output for a batch of observations, one per env."""
-    with th.no_grad():
-        return policy.predict_values(policy.obs_to_tensor(observations)[0]).cpu().numpy().flatten()
-
-
-def critic_after_truncations(
-    policy: ActorCriticPolicy, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """
-    Where an env's episode was truncated by a time limit at this step, and the critic's (standardised) output for its
-    terminal observation there, for :meth:`_EpisodeEndsMixin.record_episode_ends`; ``None`` if no episode ended.
-    The terminal observation is checked for NaN and infinities first (a :class:`NonFiniteError` names the env).
-    """
-    if not dones.any():
-        return None
-    truncated = np.zeros(len(dones), dtype=bool)
-    critic = np.zeros(len(dones), dtype=np.float32)
-    for idx in np.flatnonzero(dones):
-        terminal_obs = infos[idx].get("terminal_observation")
-        if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
-            as_row = (
-                {key: np.asarray(value)[None] for key, value in terminal_obs.items()}
-                if isinstance(terminal_obs, dict)
-                else np.asarray(terminal_obs)[None]
-            )
-            check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
-            with th.no_grad():
-                critic[idx] = policy.predict_values(policy.obs_to_tensor(terminal_obs)[0]).item()
-            truncated[idx] = True
-    return truncated, critic
+def check_rollout_buffer_class(rollout_buffer_class: type) -> None:
+    """REINFORCE needs the episode ends its own buffers record: raise a ``TypeError`` for any other buffer class."""
+    if not issubclass(rollout_buffer_class, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer)):
+        raise TypeError(
+            "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer "
+            f"(REINFORCE needs the episode ends they record), got {rollout_buffer_class.__name__}"
+        )

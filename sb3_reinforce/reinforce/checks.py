@@ -4,21 +4,15 @@ Everything REINFORCE checks about its input, in one place: the hyper-parameters 
 and NaN or infinity in observations and rewards (:class:`NonFiniteError`).
 """
 
-import inspect
 import math
-import re
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 
-Obs = np.ndarray | dict[str, np.ndarray]
+from sb3_reinforce.reinforce.type_aliases import BASELINES, INCOMPLETE_EPISODES, Obs, index_obs
 
-Baseline = Literal["none", "mean", "value"]
-IncompleteEpisodes = Literal["carry", "drop", "bootstrap"]
-BASELINES: tuple[str, ...] = get_args(Baseline)
-INCOMPLETE_EPISODES: tuple[str, ...] = get_args(IncompleteEpisodes)
 # A2C / PPO arguments that REINFORCE does not have, with why and what to use instead (drop-in comparisons).
 NOT_REINFORCE_ARGUMENTS = {
     "gae_lambda": "REINFORCE uses Monte Carlo returns, not GAE; for A2C's estimator (critic bootstrap at the rollout's "
@@ -45,13 +39,6 @@ class NonFiniteError(ValueError):
 def is_real(value: Any) -> bool:
     """A real number (Python's or numpy's), not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def index_obs(obs: Obs, index: Any) -> Obs:
-    """``obs[index]`` for an array, or for each array of a Dict observation."""
-    if isinstance(obs, dict):
-        return {key: value[index] for key, value in obs.items()}
-    return obs[index]
 
 
 def check_finite(name: str, values: Obs, rollout_step: int, first_env: int = 0) -> None:
@@ -115,6 +102,8 @@ HYPERPARAMETERS = (
     "incomplete_episodes",
     "carry_ratio_clip",
     "carry_max_steps",
+    "carry_max_bytes",
+    "update_chunk_size",
 )
 
 
@@ -129,6 +118,8 @@ def validate_hyperparameters(
     incomplete_episodes: str,
     carry_ratio_clip: float,
     carry_max_steps: int,
+    carry_max_bytes: int,
+    update_chunk_size: int | None,
 ) -> None:
     """Raise a ``ValueError`` naming the argument and what it accepts."""
 
@@ -158,6 +149,12 @@ def validate_hyperparameters(
         raise ValueError(f"carry_ratio_clip must be a positive finite number, got {carry_ratio_clip!r}")
     if not is_int(carry_max_steps) or carry_max_steps < 1:
         raise ValueError(f"carry_max_steps must be an integer >= 1, got {carry_max_steps!r}")
+    if not is_int(carry_max_bytes) or carry_max_bytes < 0:
+        raise ValueError(f"carry_max_bytes must be an integer >= 0 (0: nothing is held over), got {carry_max_bytes!r}")
+    if update_chunk_size is not None and (not is_int(update_chunk_size) or update_chunk_size < 1):
+        raise ValueError(
+            f"update_chunk_size must be an integer >= 1, or None (chosen from the observation size), got {update_chunk_size!r}"
+        )
 
 
 def check_spaces(observation_space: spaces.Space | None, action_space: spaces.Space | None) -> None:
@@ -181,43 +178,3 @@ def check_spaces(observation_space: spaces.Space | None, action_space: spaces.Sp
             f"REINFORCE does not support the observation space {observation_space}; "
             f"supported: {names(SUPPORTED_OBSERVATION_SPACES)} (a Dict of {names(inner)}, not nested)"
         )
-
-
-def check_rollout_buffer_class(rollout_buffer_class: type) -> None:
-    """REINFORCE needs the episode ends its own buffers record: raise a ``TypeError`` for any other buffer class."""
-    from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer  # buffers use checks
-
-    if not issubclass(rollout_buffer_class, (ReinforceRolloutBuffer, ReinforceDictRolloutBuffer)):
-        raise TypeError(
-            "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer "
-            f"(REINFORCE needs the episode ends they record), got {rollout_buffer_class.__name__}"
-        )
-
-
-# Policy constructor arguments that REINFORCE passes itself, not through policy_kwargs.
-SET_BY_THE_ALGORITHM = ("observation_space", "action_space", "lr_schedule", "use_sde")
-
-
-def policy_kwargs_error(error: TypeError, policy_class: type, policy_kwargs: dict[str, Any]) -> Exception:
-    """
-    The error to raise when building the policy raised ``error``: a ``ValueError`` naming the ``policy_kwargs`` key
-    Python refused and, for REINFORCE's own policies, the keys they accept; ``error`` itself otherwise (a user's
-    policy class gets Python's message about its own signature).
-    """
-    match = re.search(r"(?:unexpected keyword argument|multiple values for (?:keyword )?argument) '(\w+)'", str(error))
-    if match is None or match[1] not in policy_kwargs:
-        return error
-    key = match[1]
-    if key in SET_BY_THE_ALGORITHM:
-        hint = f"{key}: pass it to REINFORCE itself, not in policy_kwargs"
-        return ValueError(f"policy_kwargs has unknown key(s) {key!r} ({hint})")
-    from sb3_reinforce.reinforce.policies import OUR_POLICIES  # policies -> distributions -> checks
-
-    if policy_class not in OUR_POLICIES:
-        return error
-    sb3_policy = policy_class.__mro__[2]  # after the options mixin: SB3's actor-critic policy
-    accepted = {name for name in inspect.signature(vars(sb3_policy)["__init__"]).parameters if name != "self"}
-    accepted = (accepted | {"action_prob_floor", "min_std"}) - set(SET_BY_THE_ALGORITHM)
-    return ValueError(
-        f"policy_kwargs has unknown key(s) {key!r}; {policy_class.__name__} accepts: {', '.join(sorted(accepted))}"
-    )

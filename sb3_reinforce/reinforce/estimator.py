@@ -5,6 +5,7 @@ Everything the algorithm computes from a rollout goes through these functions, s
 on hand-computed values and on problems small enough to enumerate:
 
 - :func:`discounted_returns`: Monte Carlo reward-to-go per env, across episode boundaries;
+- :func:`bootstrap_terms`: what a critic adds to those returns (time-limit truncations, ``"bootstrap"``);
 - :func:`compute_advantages`: return minus baseline, optionally standardised;
 - :func:`truncated_importance_weights`, :func:`carried_step_weights`: the correction for steps carried over from
   an earlier policy;
@@ -22,8 +23,6 @@ import math
 
 import numpy as np
 import torch as th
-
-from sb3_reinforce.reinforce.checks import BASELINES, check_one_of
 
 
 def discounted_returns(
@@ -54,6 +53,20 @@ def discounted_returns(
         True where the return is exact, i.e. where the step's episode ends within the rollout (at or after the step).
         Where it is False the return is partial: it stops at the rollout's end and includes ``last_values``.
     """
+    returns = reward_to_go(rewards, dones, gamma, last_values, truncation_values)
+    # A step's return is exact iff an episode end occurs at or after it: a reversed cumulative "or" over time.
+    complete = np.logical_or.accumulate(np.asarray(dones, dtype=bool)[::-1], axis=0)[::-1]
+    return returns.astype(np.float32), complete
+
+
+def reward_to_go(
+    rewards: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    last_values: np.ndarray | None = None,
+    truncation_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`discounted_returns`' returns in float64 (no mask): the recursion itself."""
     rewards = np.asarray(rewards, dtype=np.float64)
     dones = np.asarray(dones, dtype=bool)
     if rewards.ndim != 2 or dones.shape != rewards.shape:
@@ -69,9 +82,41 @@ def discounted_returns(
         following = np.where(dones[step], ends[step], next_return)
         next_return = rewards[step] + gamma * following
         returns[step] = next_return
-    # A step's return is exact iff an episode end occurs at or after it: a reversed cumulative "or" over time.
-    complete = np.logical_or.accumulate(dones[::-1], axis=0)[::-1]
-    return returns.astype(np.float32), complete
+    return returns
+
+
+def bootstrap_terms(
+    dones: np.ndarray,
+    gamma: float,
+    truncated: np.ndarray,
+    truncation_critic: np.ndarray,
+    last_critic: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    What a critic adds to each step's return, as a discount and the critic output it applies to: the return with a
+    critic is ``G_t + discount_t * (mean + std * critic_t)``, with ``G_t`` the return the rewards alone give
+    (:func:`discounted_returns`) and ``(mean, std)`` the scale the critic's standardised output is read on. Returns
+    are linear in the values that end them, so they can be computed before that scale is known (it depends on the
+    returns the rewards give).
+
+    :param dones: Whether each env's episode ended with each step, ``(n_steps, n_envs)``.
+    :param gamma: Discount factor.
+    :param truncated: Where an episode was truncated by a time limit (its return ends with ``gamma * V(s_{t+1})``).
+    :param truncation_critic: The critic's output for the state after a truncation (read where ``truncated``).
+    :param last_critic: The critic's output for the state after the rollout, per env, for the steps whose episode has
+        not ended (``incomplete_episodes="bootstrap"``); ``None``: those returns end at the rollout's end.
+    :return: ``(discount, critic)``, both ``(n_steps, n_envs)``: ``gamma^k`` for a step ``k`` steps before the value
+        that ends its return (0 where a termination ends it), and that value's critic output.
+    """
+    n_steps, n_envs = dones.shape
+    next_discount = np.zeros(n_envs) if last_critic is None else np.ones(n_envs)
+    next_critic = np.zeros(n_envs, dtype=np.float32) if last_critic is None else np.asarray(last_critic, dtype=np.float32)
+    discount, critic = np.empty((n_steps, n_envs)), np.empty((n_steps, n_envs), dtype=np.float32)
+    for step in reversed(range(n_steps)):
+        next_discount = gamma * np.where(dones[step], truncated[step], next_discount)
+        next_critic = np.where(dones[step], truncation_critic[step], next_critic)
+        discount[step], critic[step] = next_discount, next_critic
+    return discount, critic
 
 
 def baseline_values(baseline: str, values: th.Tensor | None, return_mean: float, return_std: float) -> th.Tensor | float:
@@ -83,7 +128,6 @@ def baseline_values(baseline: str, values: th.Tensor | None, return_mean: float,
     """
     if values is not None:
         return return_mean + return_std * values.detach()
-    check_one_of("baseline", baseline, BASELINES)
     if baseline == "value":
         raise ValueError("baseline='value' needs the critic's values, got values=None")
     return return_mean if baseline == "mean" else 0.0

@@ -12,6 +12,8 @@ Both default to 0, the textbook policy. With ``baseline="none"`` or ``"mean"`` o
 ``mlp_extractor.policy_net``, ``action_net``) is evaluated and trained; the value head SB3 builds is unused.
 """
 
+import inspect
+import re
 from typing import Any
 
 import numpy as np
@@ -21,15 +23,27 @@ from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.utils import obs_as_tensor
 
-from sb3_reinforce.reinforce.checks import Obs, check_finite
+from sb3_reinforce.reinforce.checks import check_finite
 from sb3_reinforce.reinforce.distributions import bounded_distribution
+from sb3_reinforce.reinforce.type_aliases import Obs
 
 
-class _BoundedDistributionMixin:
-    """Adds ``action_prob_floor`` and ``min_std`` to an SB3 actor-critic policy (saved with it)."""
+class _ReinforcePolicyMixin:
+    """
+    What REINFORCE adds to an SB3 actor-critic policy: the options ``action_prob_floor`` and ``min_std`` (saved with
+    it), and the methods the algorithm calls: :meth:`sample` and :meth:`env_actions` while collecting,
+    :meth:`critic_output` and :meth:`critic_at_truncations` for the values returns may be bootstrapped from, and
+    :meth:`evaluate_actor` (or SB3's ``evaluate_actions`` with a critic) in the update.
+    """
 
     action_dist: Distribution
     action_space: spaces.Space
+    device: th.device
+    squash_output: bool
+    get_distribution: Any
+    predict_values: Any
+    obs_to_tensor: Any
+    unscale_action: Any
 
     def __init__(self, *args: Any, action_prob_floor: float = 0.0, min_std: float = 0.0, **kwargs: Any):
         # A policy file (policy.save) that uses these options keeps them under a key that SB3's own loader refuses
@@ -54,6 +68,69 @@ class _BoundedDistributionMixin:
             data[_saved_options_key(type(self))] = dict(action_prob_floor=self.action_prob_floor, min_std=self.min_std)
         return data
 
+    def sample(self, obs: Obs, rollout_step: int) -> tuple[np.ndarray, th.Tensor]:
+        """
+        Actions sampled from the policy's own distribution for a batch of observations (shaped as the action space),
+        and their log-probabilities. torch refuses a distribution with NaN parameters: a non-finite observation that
+        caused it is then named (:class:`~sb3_reinforce.reinforce.checks.NonFiniteError`).
+        """
+        try:
+            with th.no_grad():
+                distribution = self.get_distribution(obs_as_tensor(obs, self.device))  # type: ignore[arg-type]
+                sampled = distribution.get_actions()
+                log_probs = distribution.log_prob(sampled)
+        except (ValueError, RuntimeError):
+            check_finite("observation", obs, rollout_step)
+            raise
+        return sampled.cpu().numpy().reshape((-1, *(self.action_space.shape or ()))), log_probs
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """
+        The actions to send to the env for ``actions`` sampled by :meth:`sample`: unscaled (squashed outputs) or
+        clipped to a Box, as SB3 does. The rollout buffer keeps the sampled ones, whose log-probabilities the update uses.
+        """
+        if not isinstance(self.action_space, spaces.Box):
+            return actions
+        if self.squash_output:
+            return self.unscale_action(actions)
+        return np.clip(actions, self.action_space.low, self.action_space.high)
+
+    def evaluate_actor(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None]:
+        """Log-probabilities and entropy of the actions from the actor alone: SB3's ``evaluate_actions`` without the critic."""
+        distribution = self.get_distribution(observations)
+        return distribution.log_prob(actions), distribution.entropy()
+
+    def critic_output(self, observations: Obs) -> np.ndarray:
+        """The critic's (standardised) output for a batch of observations, one per env."""
+        with th.no_grad():
+            return self.predict_values(self.obs_to_tensor(observations)[0]).cpu().numpy().flatten()
+
+    def critic_at_truncations(
+        self, infos: list[dict[str, Any]], dones: np.ndarray, rollout_step: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """
+        Where an env's episode was truncated by a time limit at this step, and the critic's (standardised) output for
+        its terminal observation there; ``None`` if no episode ended. The terminal observation is checked for NaN and
+        infinities first (a :class:`~sb3_reinforce.reinforce.checks.NonFiniteError` names the env).
+        """
+        if not dones.any():
+            return None
+        truncated = np.zeros(len(dones), dtype=bool)
+        critic = np.zeros(len(dones), dtype=np.float32)
+        for idx in np.flatnonzero(dones):
+            terminal_obs = infos[idx].get("terminal_observation")
+            if infos[idx].get("TimeLimit.truncated", False) and terminal_obs is not None:
+                as_row = (
+                    {key: np.asarray(value)[None] for key, value in terminal_obs.items()}
+                    if isinstance(terminal_obs, dict)
+                    else np.asarray(terminal_obs)[None]
+                )
+                check_finite("terminal observation", as_row, rollout_step, first_env=int(idx))
+                with th.no_grad():
+                    critic[idx] = self.predict_values(self.obs_to_tensor(terminal_obs)[0]).item()
+                truncated[idx] = True
+        return truncated, critic
+
 
 def _saved_options_key(policy_class: type) -> str:
     alias = {"ReinforceCnnPolicy": "CnnPolicy", "ReinforceMultiInputPolicy": "MultiInputPolicy"}.get(
@@ -62,7 +139,7 @@ def _saved_options_key(policy_class: type) -> str:
     return f"action_prob_floor/min_std (REINFORCE-only options: load this file with sb3_reinforce.reinforce.{alias}.load)"
 
 
-class ReinforcePolicy(_BoundedDistributionMixin, ActorCriticPolicy):
+class ReinforcePolicy(_ReinforcePolicyMixin, ActorCriticPolicy):
     """
     SB3's ``ActorCriticPolicy`` (see its parameters), plus:
 
@@ -73,11 +150,11 @@ class ReinforcePolicy(_BoundedDistributionMixin, ActorCriticPolicy):
     """
 
 
-class ReinforceCnnPolicy(_BoundedDistributionMixin, ActorCriticCnnPolicy):
+class ReinforceCnnPolicy(_ReinforcePolicyMixin, ActorCriticCnnPolicy):
     """SB3's ``ActorCriticCnnPolicy`` with ``action_prob_floor`` and ``min_std`` (see :class:`ReinforcePolicy`)."""
 
 
-class ReinforceMultiInputPolicy(_BoundedDistributionMixin, MultiInputActorCriticPolicy):
+class ReinforceMultiInputPolicy(_ReinforcePolicyMixin, MultiInputActorCriticPolicy):
     """SB3's ``MultiInputActorCriticPolicy`` with ``action_prob_floor`` and ``min_std`` (see :class:`ReinforcePolicy`)."""
 
 
@@ -87,44 +164,38 @@ MultiInputPolicy = ReinforceMultiInputPolicy
 OUR_POLICIES = (ReinforcePolicy, ReinforceCnnPolicy, ReinforceMultiInputPolicy)
 
 
-def env_actions(policy: ActorCriticPolicy, action_space: spaces.Space, actions: np.ndarray) -> np.ndarray:
-    """
-    The actions to send to the env for the ``actions`` sampled by ``policy``: unscaled (squashed outputs) or clipped to
-    a Box, as SB3 does. The rollout buffer keeps the sampled ones, whose log-probabilities the update uses.
-    """
-    if not isinstance(action_space, spaces.Box):
-        return actions
-    if policy.squash_output:
-        return policy.unscale_action(actions)
-    return np.clip(actions, action_space.low, action_space.high)
+def check_policy_class(policy_class: type) -> None:
+    """REINFORCE calls the methods of its own policies: raise a ``TypeError`` for any other policy class."""
+    if not (isinstance(policy_class, type) and issubclass(policy_class, _ReinforcePolicyMixin)):
+        raise TypeError(
+            "policy must be 'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy' or a subclass of one of "
+            "sb3_reinforce.reinforce.MlpPolicy, CnnPolicy, MultiInputPolicy (SB3's actor-critic policies plus the "
+            f"methods REINFORCE calls; subclass them as you would SB3's), got {policy_class!r}"
+        )
 
 
-def sample_actions(policy: ActorCriticPolicy, obs: Obs, device: th.device, rollout_step: int) -> tuple[np.ndarray, th.Tensor]:
-    """
-    Actions sampled from the policy's own distribution for a batch of observations (shaped as the action space), and
-    their log-probabilities. torch refuses a distribution with NaN parameters: a non-finite observation that caused
-    it is then named (:class:`~sb3_reinforce.reinforce.checks.NonFiniteError`).
-    """
-    try:
-        with th.no_grad():
-            distribution = policy.get_distribution(obs_as_tensor(obs, device))  # type: ignore[arg-type]
-            sampled = distribution.get_actions()
-            log_probs = distribution.log_prob(sampled)
-    except (ValueError, RuntimeError):
-        check_finite("observation", obs, rollout_step)
-        raise
-    return sampled.cpu().numpy().reshape((-1, *(policy.action_space.shape or ()))), log_probs
+# Policy constructor arguments that REINFORCE passes itself, not through policy_kwargs.
+SET_BY_THE_ALGORITHM = ("observation_space", "action_space", "lr_schedule", "use_sde")
 
 
-def evaluate_actions(
-    policy: ActorCriticPolicy, observations: Any, actions: th.Tensor, with_critic: bool
-) -> tuple[th.Tensor, th.Tensor | None, th.Tensor | None]:
+def policy_kwargs_error(error: TypeError, policy_class: type, policy_kwargs: dict[str, Any]) -> Exception:
     """
-    Log-probabilities and entropy of the actions, and the critic's outputs when ``with_critic`` (else ``None``: only
-    the actor is evaluated).
+    The error to raise when building the policy raised ``error``: a ``ValueError`` naming the ``policy_kwargs`` key
+    Python refused and, for REINFORCE's own policies, the keys they accept; ``error`` itself otherwise (a user's
+    policy class gets Python's message about its own signature).
     """
-    if with_critic:
-        values, log_prob, entropy = policy.evaluate_actions(observations, actions)
-        return log_prob, entropy, values.flatten()
-    distribution = policy.get_distribution(observations)
-    return distribution.log_prob(actions), distribution.entropy(), None
+    match = re.search(r"(?:unexpected keyword argument|multiple values for (?:keyword )?argument) '(\w+)'", str(error))
+    if match is None or match[1] not in policy_kwargs:
+        return error
+    key = match[1]
+    if key in SET_BY_THE_ALGORITHM:
+        hint = f"{key}: pass it to REINFORCE itself, not in policy_kwargs"
+        return ValueError(f"policy_kwargs has unknown key(s) {key!r} ({hint})")
+    if policy_class not in OUR_POLICIES:
+        return error
+    sb3_policy = policy_class.__mro__[2]  # after the REINFORCE mixin: SB3's actor-critic policy
+    accepted = {name for name in inspect.signature(vars(sb3_policy)["__init__"]).parameters if name != "self"}
+    accepted = (accepted | {"action_prob_floor", "min_std"}) - set(SET_BY_THE_ALGORITHM)
+    return ValueError(
+        f"policy_kwargs has unknown key(s) {key!r}; {policy_class.__name__} accepts: {', '.join(sorted(accepted))}"
+    )

@@ -1,30 +1,28 @@
 import io
 import math
 import pathlib
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.preprocessing import get_obs_shape
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TensorDict
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_reinforce.reinforce import checks
-from sb3_reinforce.reinforce.buffers import (
-    ReinforceDictRolloutBuffer,
-    ReinforceRolloutBuffer,
-    batch_to_torch,
-    critic_after_truncations,
-    critic_output,
-)
-from sb3_reinforce.reinforce.carry import Batch, HeldOver
-from sb3_reinforce.reinforce.checks import Baseline, IncompleteEpisodes, NonFiniteError
+from sb3_reinforce.reinforce.batch import Batch, to_torch
+from sb3_reinforce.reinforce.buffers import ReinforceDictRolloutBuffer, ReinforceRolloutBuffer, check_rollout_buffer_class
+from sb3_reinforce.reinforce.checks import NonFiniteError
 from sb3_reinforce.reinforce.estimator import (
     baseline_values,
     carried_step_weights,
@@ -32,17 +30,29 @@ from sb3_reinforce.reinforce.estimator import (
     policy_gradient_loss,
     update_scale,
 )
+from sb3_reinforce.reinforce.held_over import HeldOverSteps, storage_dtype
 from sb3_reinforce.reinforce.policies import (
     CnnPolicy,
     MlpPolicy,
     MultiInputPolicy,
-    env_actions,
-    evaluate_actions,
-    sample_actions,
+    ReinforcePolicy,
+    check_policy_class,
+    policy_kwargs_error,
 )
 from sb3_reinforce.reinforce.save_file import check_save_file, load_errors, save_atomically
+from sb3_reinforce.reinforce.type_aliases import (
+    CARRY_MAX_BYTES,
+    CARRY_MAX_STEPS,
+    UPDATE_CHUNK_BYTES,
+    UPDATE_CHUNK_STEPS,
+    Baseline,
+    IncompleteEpisodes,
+)
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
+
+# train() warns when a learn() call has collected this many rollouts without an update (no episode ended).
+ROLLOUTS_BEFORE_WARNING = 3
 
 
 class REINFORCE(OnPolicyAlgorithm):
@@ -78,10 +88,16 @@ class REINFORCE(OnPolicyAlgorithm):
         ``"carry"``: held over to the update in which their episode ends, with their exact returns and the weight
         ``min(pi(a|s) / beta(a|s), carry_ratio_clip)`` (``beta`` the policy that sampled them), and dropped when a
         rollout is abandoned (see :meth:`learn`). ``"drop"``: left out. ``"bootstrap"`` (``baseline="value"`` only):
-        their return ends with ``gamma^k * V(s_T)``, as in A2C. See :mod:`sb3_reinforce.reinforce.carry`.
+        their return ends with ``gamma^k * V(s_T)``, as in A2C. See :mod:`sb3_reinforce.reinforce.batch`.
     :param carry_ratio_clip: Upper bound of the importance weight of carried steps (``incomplete_episodes="carry"``)
     :param carry_max_steps: At most this many steps per env are held over; beyond it the oldest are dropped (their
         episode is still running after that many steps)
+    :param carry_max_bytes: At most this many bytes are held over for all envs together (observations, in their
+        space's dtype where it is a one-byte integer, else float32, plus actions, rewards and log-probabilities; 512 MiB
+        by default); beyond it the oldest steps, of any env, are dropped. Held-over steps are saved with the model.
+    :param update_chunk_size: The update's forward and backward passes run on at most this many steps at a time,
+        their gradients added up: the same gradient as on the whole batch, with memory that does not grow with it.
+        ``None``: 16,384 steps, fewer where their observations (as float32) would take more than 32 MiB
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise exploration
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: only at the rollout's start)
     :param rollout_buffer_class: Rollout buffer class to use, a subclass of ``ReinforceRolloutBuffer`` or
@@ -103,6 +119,7 @@ class REINFORCE(OnPolicyAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
     }
     rollout_buffer: ReinforceRolloutBuffer | ReinforceDictRolloutBuffer
+    policy: ReinforcePolicy  # or its Cnn / MultiInput variant (check_policy_class): the same methods
 
     def __init__(
         self,
@@ -118,7 +135,9 @@ class REINFORCE(OnPolicyAlgorithm):
         max_grad_norm: float | None = 0.5,
         incomplete_episodes: IncompleteEpisodes = "carry",
         carry_ratio_clip: float = 1.0,
-        carry_max_steps: int = 10_000,
+        carry_max_steps: int = CARRY_MAX_STEPS,
+        carry_max_bytes: int = CARRY_MAX_BYTES,
+        update_chunk_size: int | None = None,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         rollout_buffer_class: type[RolloutBuffer] | None = None,
@@ -159,10 +178,15 @@ class REINFORCE(OnPolicyAlgorithm):
         self.incomplete_episodes = incomplete_episodes
         self.carry_ratio_clip = carry_ratio_clip
         self.carry_max_steps = carry_max_steps
+        self.carry_max_bytes = carry_max_bytes
+        self.update_chunk_size = update_chunk_size
         # Running (mean, variance) of returns; saved with the model so that training resumes where it stopped.
         self._return_moments: tuple[float, float] | None = None
-        # Per env, the steps of its running episode held over from earlier rollouts (incomplete_episodes="carry").
-        self._carry: HeldOver = []
+        # The steps of running episodes held over from earlier rollouts (incomplete_episodes="carry"), built with the
+        # model in _setup_model; saved with the model (a torch state, like the weights).
+        self._held_over: HeldOverSteps
+        # Rollouts of the current learn() call without an update, and the updates made before it (see train()).
+        self._rollouts_without_update = self._updates_at_learn_start = 0
 
         if _init_setup_model:
             self._setup_model()
@@ -174,17 +198,19 @@ class REINFORCE(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         # Every way in ends here (the constructor, and load with its kwargs and custom_objects): check what was set.
-        checks.validate_hyperparameters(**{name: getattr(self, name) for name in checks.HYPERPARAMETERS})
+        self._check_hyperparameters()
         checks.check_spaces(self.observation_space, self.action_space)
         if self.rollout_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = ReinforceDictRolloutBuffer if is_dict else ReinforceRolloutBuffer
-        checks.check_rollout_buffer_class(self.rollout_buffer_class)
+        check_rollout_buffer_class(self.rollout_buffer_class)
+        check_policy_class(self.policy_class)
         try:
             super()._setup_model()
         except TypeError as error:  # SB3 builds the policy with policy_kwargs: name the key it refused
-            raise checks.policy_kwargs_error(error, self.policy_class, self.policy_kwargs) from error
-        self._carry = [None] * self.n_envs
+            raise policy_kwargs_error(error, self.policy_class, self.policy_kwargs) from error
+        observation_dtype = storage_dtype(self.observation_space)
+        self._held_over = HeldOverSteps(self.n_envs, self.carry_max_steps, self.carry_max_bytes, observation_dtype)
         if self._return_moments is not None:  # a loaded model: saved as a JSON list
             mean, var = self._return_moments
             self._return_moments = (float(mean), float(var))
@@ -195,9 +221,37 @@ class REINFORCE(OnPolicyAlgorithm):
         checks.check_spaces(env.observation_space, env.action_space)
         return OnPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
+    def _check_hyperparameters(self) -> None:
+        checks.validate_hyperparameters(**{name: getattr(self, name) for name in checks.HYPERPARAMETERS})
+
+    @property
+    def _has_critic(self) -> bool:
+        """Whether the policy's value head is trained and read (``baseline="value"``): decided here only."""
+        return self.baseline == "value"
+
     def _excluded_save_params(self) -> list[str]:
-        # Held-over steps belong to the training env's running episodes, like the rollout buffer: not saved.
-        return [*super()._excluded_save_params(), "_carry"]
+        # The held-over steps are saved as tensors (_get_torch_save_params), not in the data entry.
+        return [*super()._excluded_save_params(), "_held_over"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, torch_variables = super()._get_torch_save_params()
+        return [*state_dicts, "_held_over"], torch_variables
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | TensorDict,
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """As SB3's; a save from before held-over steps were saved (no ``_held_over`` entry) holds none."""
+        params: dict[str, Any]
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)  # type: ignore[assignment]
+        if exact_match and "_held_over" not in params:
+            params = {**params, "_held_over": {}}
+        super().set_parameters(params, exact_match, device)
 
     def _setup_learn(
         self,
@@ -207,14 +261,17 @@ class REINFORCE(OnPolicyAlgorithm):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> tuple[int, BaseCallback]:
-        if reset_num_timesteps or self._last_obs is None or len(self._carry) != self.n_envs:
+        self._check_hyperparameters()  # also what was set on the model since (model.baseline = ...)
+        self._held_over.max_steps, self._held_over.max_bytes = self.carry_max_steps, self.carry_max_bytes
+        if reset_num_timesteps or self._last_obs is None:
             # The envs are reset: the episodes the held-over steps belong to are gone.
             self._drop_held_over_steps()
+        self._rollouts_without_update, self._updates_at_learn_start = 0, self._n_updates
         return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
 
     def _drop_held_over_steps(self) -> None:
         """Forget the held-over steps: their episodes were reset, or went on without being recorded."""
-        self._carry = [None] * self.n_envs
+        self._held_over.clear()
 
     def collect_rollouts(
         self,
@@ -248,8 +305,8 @@ class REINFORCE(OnPolicyAlgorithm):
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
 
-            actions, log_probs = sample_actions(self.policy, self._last_obs, self.device, n_steps)  # type: ignore[arg-type]
-            new_obs, rewards, dones, infos = env.step(env_actions(self.policy, self.action_space, actions))
+            actions, log_probs = self.policy.sample(self._last_obs, n_steps)  # type: ignore[arg-type]
+            new_obs, rewards, dones, infos = env.step(self.policy.env_actions(actions))
             self.num_timesteps += env.num_envs
 
             # Give access to local variables
@@ -266,7 +323,7 @@ class REINFORCE(OnPolicyAlgorithm):
             n_steps += 1
 
             rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, unused_values, log_probs)  # type: ignore[arg-type]
-            critic = critic_after_truncations(self.policy, infos, dones, n_steps) if self.baseline == "value" else None
+            critic = self.policy.critic_at_truncations(infos, dones, n_steps) if self._has_critic else None
             rollout_buffer.record_episode_ends(dones, *(critic or (None, None)))
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
@@ -274,7 +331,9 @@ class REINFORCE(OnPolicyAlgorithm):
         rollout_buffer.check_finite(new_obs)  # type: ignore[arg-type]
 
         if self.incomplete_episodes == "bootstrap":  # the critic's output after the rollout, for the unfinished episodes
-            rollout_buffer.last_critic = critic_output(self.policy, new_obs)
+            rollout_buffer.last_critic = self.policy.critic_output(new_obs)  # type: ignore[arg-type]
+        held_over = self._held_over if self.incomplete_episodes == "carry" else None
+        rollout_buffer.finish(self.gamma, self.incomplete_episodes, held_over, with_critic=self._has_critic)
 
         callback.update_locals(locals())
         callback.on_rollout_end()
@@ -282,79 +341,124 @@ class REINFORCE(OnPolicyAlgorithm):
 
     def train(self) -> None:
         """
-        One gradient step of REINFORCE on the rollout just collected (and on carried steps whose episode ended).
+        One gradient step of REINFORCE on the batch of the rollout just collected (its steps whose episode ended, and
+        held-over steps whose episode ended in it), computed a chunk of ``update_chunk_size`` steps at a time.
 
         Nothing is changed (weights, optimizer state, running moments) unless the loss and its gradient are finite;
         the held-over steps are dropped if it raises (the rollout is then abandoned, see :meth:`learn`).
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        batch, next_carry, moments, (return_mean, return_std) = self._batch_and_scale()
+        buffer = self.rollout_buffer
+        batch = buffer.batch
+        self.logger.record("train/used_fraction", (batch.n_fresh if batch else 0) / (buffer.buffer_size * buffer.n_envs))
         if batch is None:  # no episode ended and nothing can be bootstrapped: no return to learn from
-            self._carry = next_carry
+            self._warn_if_nothing_learns()
             return
 
-        observations, actions, returns, behaviour_log_prob = batch_to_torch(batch, self.action_space, self.device)
-        log_prob, entropy, values = evaluate_actions(self.policy, observations, actions, with_critic=self.baseline == "value")
-        weights = carried_step_weights(log_prob, behaviour_log_prob, batch.carried, self.carry_ratio_clip)
-        baseline = baseline_values(self.baseline, values, return_mean, return_std)
-        advantages = compute_advantages(returns, baseline, self.normalize_advantage)
-
-        policy_loss = policy_gradient_loss(log_prob, advantages, weights)
-        entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
-        loss = policy_loss + self.ent_coef * entropy_loss
-        if values is not None:
-            value_loss = F.mse_loss(values, (returns - return_mean) / return_std)
-            loss = loss + self.vf_coef * value_loss
-        grad_norm = self._gradient_step(loss)
+        observed = batch.returns()  # what the rewards alone give: the running moments' input
+        self.logger.record("train/return_mean", float(observed.mean()))
+        moments, (return_mean, return_std) = update_scale(self._return_moments, observed, self.baseline)
+        returns = batch.returns((return_mean, return_std)) if self._has_critic else observed
+        logs = self._accumulate_gradient(batch, th.as_tensor(returns, device=self.device), return_mean, return_std)
+        grad_norm = self._clip_and_step()
 
         # The step went through: only now commit the state that depends on this batch.
-        self._carry, self._return_moments = next_carry, moments
+        self._return_moments = moments
         self._n_updates += 1
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/policy_loss", policy_loss.item())
-        self.logger.record("train/entropy_loss", entropy_loss.item())
+        for key in ("policy_loss", "entropy_loss", "value_loss", "carry_weight_mean", "baseline"):
+            if key in logs:
+                self.logger.record(f"train/{key}", logs[key])
         self.logger.record("train/grad_norm", grad_norm)
-        self.logger.record("train/carried_steps", int(batch.carried.sum()))
-        if weights is not None:
-            carried = th.as_tensor(batch.carried, device=weights.device)
-            self.logger.record("train/carry_weight_mean", weights[carried].mean().item())
-        if self.baseline == "mean":
-            self.logger.record("train/baseline", float(baseline))
-        if values is not None:
-            self.logger.record("train/value_loss", value_loss.item())
-            if batch.returns.var() > 0:  # undefined (SB3 gives NaN) when every return is the same
-                ev = explained_variance(th.as_tensor(baseline).cpu().numpy(), batch.returns)
-                self.logger.record("train/explained_variance", ev)
+        self.logger.record("train/carried_steps", len(batch) - batch.n_fresh)
+        if "values" in logs and returns.var() > 0:  # undefined (SB3 gives NaN) when every return is the same
+            self.logger.record("train/explained_variance", explained_variance(logs["values"], returns))
         if hasattr(self.policy, "log_std"):
             std = th.exp(self.policy.log_std).clamp(min=getattr(self.policy, "min_std", 0.0))
             self.logger.record("train/std", std.mean().item())
 
-    def _batch_and_scale(self) -> tuple[Batch | None, HeldOver, tuple[float, float], tuple[float, float]]:
+    def _accumulate_gradient(self, batch: Batch, returns: th.Tensor, return_mean: float, return_std: float) -> dict[str, Any]:
         """
-        The batch of this update, the held-over state to keep if it goes through, the running moments updated with the
-        batch (:func:`~sb3_reinforce.reinforce.estimator.update_scale`) and the ``(mean, std)`` of this update.
+        The gradient of the REINFORCE loss on ``batch``, accumulated chunk by chunk into the parameters' ``.grad``
+        (each chunk's loss weighted by its share of the batch, so the sum is the whole batch's mean loss), and what
+        to log. Statistics over the whole batch (advantage normalisation) are taken before the first chunk.
         """
-        buffer, args = self.rollout_buffer, (self.gamma, self.incomplete_episodes, self._carry, self.carry_max_steps)
-        batch, next_carry = buffer.assemble(*args)
-        self.logger.record("train/used_fraction", (batch.n_fresh if batch else 0) / (buffer.buffer_size * buffer.n_envs))
-        if batch is None:
-            return None, next_carry, (0.0, 0.0), (0.0, 0.0)
-        self.logger.record("train/return_mean", float(batch.returns.mean()))
-        moments, scale = update_scale(self._return_moments, batch.returns, self.baseline)
-        if self.baseline == "value" and (self.incomplete_episodes == "bootstrap" or buffer.truncated.any()):
-            batch, next_carry = buffer.assemble(*args, critic_scale=scale)  # the critic's values, read on this scale
-        return batch, next_carry, moments, scale
+        chunk_size, carried = self._chunk_size(), batch.carried
+        advantages = None  # the whole batch's, when they do not need the critic's output of each chunk
+        if not self._has_critic:
+            advantages = compute_advantages(
+                returns, baseline_values(self.baseline, None, return_mean, return_std), self.normalize_advantage
+            )
+        elif self.normalize_advantage and len(batch) > chunk_size:
+            with th.no_grad():  # standardised over the whole batch: every step's critic output first
+                critic = th.cat([self.policy.predict_values(to_torch(steps, self.action_space, self.device)[0]).flatten()
+                                 for _, steps in batch.chunks(chunk_size)])  # fmt: skip
+            advantages = compute_advantages(returns, baseline_values(self.baseline, critic, return_mean, return_std), True)
 
-    def _gradient_step(self, loss: th.Tensor) -> float:
-        """Backward, clip the global gradient norm, step; raise before the step if anything is not finite."""
+        self.policy.optimizer.zero_grad()
+        sums: dict[str, float] = {"policy_loss": 0.0, "entropy_loss": 0.0}
+        values_seen, carried_weights = [], []
+        for index, steps in batch.chunks(chunk_size):
+            observations, actions, behaviour_log_prob = to_torch(steps, self.action_space, self.device)
+            values = None
+            if self._has_critic:
+                values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)
+                values = values.flatten()
+            else:
+                log_prob, entropy = self.policy.evaluate_actor(observations, actions)
+            weights = carried_step_weights(log_prob, behaviour_log_prob, carried[index], self.carry_ratio_clip)
+            baseline = baseline_values(self.baseline, values, return_mean, return_std)
+            chunk_advantages = (
+                advantages[index]
+                if advantages is not None
+                else compute_advantages(returns[index], baseline, self.normalize_advantage)
+            )
+
+            policy_loss = policy_gradient_loss(log_prob, chunk_advantages, weights)
+            entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
+            loss = policy_loss + self.ent_coef * entropy_loss
+            terms = {"policy_loss": policy_loss, "entropy_loss": entropy_loss}
+            if values is not None:
+                terms["value_loss"] = F.mse_loss(values, (returns[index] - return_mean) / return_std)
+                loss = loss + self.vf_coef * terms["value_loss"]
+                values_seen.append(th.as_tensor(baseline).cpu())
+            share = (index.stop - index.start) / len(batch)
+            self._backward(loss if share == 1.0 else loss * share)
+            for key, term in terms.items():
+                sums[key] = sums.get(key, 0.0) + term.item() * share
+            if weights is not None:
+                carried_weights.append(weights[th.as_tensor(carried[index], device=weights.device)].detach().cpu())
+
+        logs: dict[str, Any] = dict(sums)
+        if carried_weights:
+            logs["carry_weight_mean"] = th.cat(carried_weights).mean().item()
+        if self.baseline == "mean":
+            logs["baseline"] = baseline_values(self.baseline, None, return_mean, return_std)
+        if values_seen:
+            logs["values"] = th.cat(values_seen).numpy()
+        return logs
+
+    def _chunk_size(self) -> int:
+        """``update_chunk_size``, or what ``None`` stands for with this observation space (see the constructor)."""
+        if self.update_chunk_size is not None:
+            return self.update_chunk_size
+        shapes = get_obs_shape(self.observation_space)
+        floats = sum(int(np.prod(shape)) for shape in (shapes.values() if isinstance(shapes, dict) else [shapes]))
+        return max(1, min(UPDATE_CHUNK_STEPS, UPDATE_CHUNK_BYTES // (4 * max(floats, 1))))
+
+    def _backward(self, loss: th.Tensor) -> None:
+        """Add ``loss``'s gradient to the parameters'; raise (and clear them) first if the loss is not finite."""
         if not th.isfinite(loss):
+            self.policy.optimizer.zero_grad()
             raise NonFiniteError(
                 f"The REINFORCE loss is {loss.item()}; no weight was changed. Check rewards and observations."
             )
-        self.policy.optimizer.zero_grad()
         loss.backward()
+
+    def _clip_and_step(self) -> float:
+        """Clip the accumulated gradient's global norm and step; raise before the step if it is not finite."""
         max_norm = math.inf if self.max_grad_norm is None else self.max_grad_norm
         grad_norm = float(th.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm))
         if not math.isfinite(grad_norm):
@@ -362,6 +466,22 @@ class REINFORCE(OnPolicyAlgorithm):
             raise NonFiniteError(f"The gradient norm is {grad_norm}; no weight was changed. Check rewards and observations.")
         self.policy.optimizer.step()
         return grad_norm
+
+    def _warn_if_nothing_learns(self) -> None:
+        """Warn once per ``learn`` call when it has collected several rollouts without one update: no episode ends."""
+        self._rollouts_without_update += 1
+        if self._rollouts_without_update != ROLLOUTS_BEFORE_WARNING or self._n_updates > self._updates_at_learn_start:
+            return
+        steps = self._rollouts_without_update * self.n_steps * self.n_envs
+        warnings.warn(
+            f"REINFORCE has collected {self._rollouts_without_update} rollouts ({steps} steps) in this learn() call "
+            f"without an update: no episode has ended, so no step has a Monte Carlo return "
+            f"(incomplete_episodes={self.incomplete_episodes!r}). If the env's episodes never end, give them a time "
+            "limit (gymnasium.wrappers.TimeLimit, or max_episode_steps in gymnasium.make), use baseline='value' with "
+            "incomplete_episodes='bootstrap', or a larger n_steps.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def save(
         self,
