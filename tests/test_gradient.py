@@ -12,13 +12,17 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_reinforce import REINFORCE
+from sb3_reinforce.reinforce.batch import to_torch
 from sb3_reinforce.reinforce.estimator import (
     baseline_values,
+    carried_step_weights,
     compute_advantages,
     policy_gradient_loss,
     update_return_moments,
+    update_scale,
 )
 from tests.envs import TwoStepMDP
+from tests.rollouts import start, whole
 
 
 def test_gradient_descent_on_the_loss_raises_the_probability_of_good_actions():
@@ -122,3 +126,52 @@ def test_two_step_mdp_gradient_of_train_matches_the_analytic_gradient(baseline):
     # per-step rewards would flip the sign of this column; the test can tell.
     assert exact[1, 0] > 0 > exact[0, 0]
     assert th.all(exact[:, 0].abs() > 8 * stderr[:, 0])
+
+
+def _whole_batch_gradient(model: REINFORCE, batch, returns: th.Tensor, mean: float, std: float) -> list[th.Tensor]:
+    """The gradient of REINFORCE's loss on the whole batch at once, written out from the estimator's functions."""
+    observations, actions, behaviour_log_prob = to_torch(whole(batch), model.action_space, model.device)
+    values = None
+    if model.baseline == "value":
+        values, log_prob, entropy = model.policy.evaluate_actions(observations, actions)
+        values = values.flatten()
+    else:
+        log_prob, entropy = model.policy.evaluate_actor(observations, actions)
+    weights = carried_step_weights(log_prob, behaviour_log_prob, batch.carried, model.carry_ratio_clip)
+    advantages = compute_advantages(returns, baseline_values(model.baseline, values, mean, std), model.normalize_advantage)
+    loss = policy_gradient_loss(log_prob, advantages, weights) + model.ent_coef * -th.mean(entropy)
+    if values is not None:
+        loss = loss + model.vf_coef * th.nn.functional.mse_loss(values, (returns - mean) / std)
+    model.policy.optimizer.zero_grad()
+    loss.backward()
+    return [parameter.grad.clone() for parameter in model.policy.parameters() if parameter.grad is not None]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "normalize_advantage"), [("none", True), ("mean", False), ("value", False), ("value", True)]
+)
+def test_the_update_chunk_by_chunk_has_the_whole_batch_gradient(baseline, normalize_advantage):
+    """One chunk: the very same gradient; 7-step chunks (carried steps and truncations in the batch): within 1e-6."""
+    model = REINFORCE(
+        "MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_steps=80, baseline=baseline,
+        normalize_advantage=normalize_advantage, ent_coef=0.01, seed=0,
+    )  # fmt: skip
+    collect = start(model)
+    collect(), collect()
+    batch = collect()  # 240 steps an env: the first episodes (200 steps) ended, with steps held over from earlier rollouts
+    assert batch.n_fresh < len(batch) and (batch.discount is not None) == (baseline == "value")
+    _, (mean, std) = update_scale(None, batch.returns(), baseline)
+    returns = th.as_tensor(batch.returns((mean, std)) if baseline == "value" else batch.returns())
+    expected = _whole_batch_gradient(model, batch, returns, mean, std)
+
+    for chunk_size, tolerance in ((len(batch), 0.0), (7, 1e-6)):
+        model.update_chunk_size = chunk_size
+        model.policy.optimizer.zero_grad()
+        model._accumulate_gradient(batch, returns, mean, std)
+        gradient = [parameter.grad for parameter in model.policy.parameters() if parameter.grad is not None]
+        assert len(gradient) == len(expected)
+        if tolerance == 0.0:
+            assert all(th.equal(got, want) for got, want in zip(gradient, expected, strict=True))
+        else:  # the relative difference of the whole gradient (float32 sums taken in another order)
+            got, want = th.cat([g.flatten() for g in gradient]), th.cat([g.flatten() for g in expected])
+            assert (got - want).norm() <= tolerance * want.norm()
