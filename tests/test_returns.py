@@ -6,7 +6,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_reinforce import REINFORCE
-from sb3_reinforce.reinforce.estimator import discounted_returns
+from sb3_reinforce.reinforce.estimator import bootstrap_terms, discounted_returns
 from tests.envs import CountingEnv
 from tests.rollouts import held_observations, start, whole
 
@@ -172,3 +172,28 @@ def test_several_envs_with_make_vec_env():
     batch = start(model)()
     assert batch.n_fresh == 9 and all(model._held_over.n_steps(env) == 1 for env in range(3))
     np.testing.assert_allclose(sorted(batch.returns()), sorted([1.75, 1.5, 1.0] * 3))
+
+
+def test_bootstrap_terms_add_the_critic_to_the_returns_as_the_recursion_with_values_does():
+    """G + discount * V equals the reward-to-go whose episodes end with the values (truncations and the rollout's end)."""
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=(6, 3))
+    dones = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=bool)
+    truncated = dones & np.array([[0, 0, 1], [0, 0, 0], [0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=bool)
+    truncation_critic = rng.normal(size=(6, 3)).astype(np.float32) * truncated
+    last_critic = rng.normal(size=3).astype(np.float32)
+    mean, std = 2.0, 3.0
+    for last in (None, last_critic):
+        discount, critic = bootstrap_terms(dones, 0.9, truncated, truncation_critic, last)
+        values = mean + std * critic
+        expected, _ = discounted_returns(
+            rewards,
+            dones,
+            0.9,
+            last_values=None if last is None else mean + std * last,
+            truncation_values=np.where(truncated, mean + std * truncation_critic, 0.0),
+        )
+        returns, _ = discounted_returns(rewards, dones, 0.9)
+        np.testing.assert_allclose(returns + discount * values, expected, rtol=1e-6)
+    # A terminated episode adds nothing; a step k steps before its truncation adds gamma^(k+1) of the value after it.
+    assert discount[1, 0] == 0.0 and discount[2, 1] == pytest.approx(0.9**2)

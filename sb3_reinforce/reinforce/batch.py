@@ -73,11 +73,20 @@ class Batch:
             mean, std = scale
             fresh = fresh + self.discount * (mean + std * self.critic)  # the values in float32, as the critic gives them
         returns = [fresh.astype(np.float32)]
-        for rewards, first in self.carried_episodes:
-            # The episode's return continues into the fresh step that follows its last held one.
-            rewards_column, no_end = rewards[:, None], np.zeros((len(rewards), 1), dtype=bool)
-            returns.append(reward_to_go(rewards_column, no_end, self.gamma, last_values=returns[0][first : first + 1])[:, 0])
-        return np.concatenate(returns).astype(np.float32)
+        if self.carried_episodes:
+            # One recursion for every held-over episode, a column each, aligned on its last held step: each episode's
+            # return continues into the fresh step that follows that step.
+            longest = max(len(rewards) for rewards, _ in self.carried_episodes)
+            rewards = np.zeros((longest, len(self.carried_episodes)), dtype=np.float32)
+            for column, (episode_rewards, _) in enumerate(self.carried_episodes):
+                rewards[longest - len(episode_rewards) :, column] = episode_rewards
+            following = returns[0][[first for _, first in self.carried_episodes]]
+            carried = reward_to_go(rewards, np.zeros(rewards.shape, dtype=bool), self.gamma, last_values=following)
+            returns += [
+                carried[longest - len(episode_rewards) :, column].astype(np.float32)
+                for column, (episode_rewards, _) in enumerate(self.carried_episodes)
+            ]
+        return np.concatenate(returns)
 
     def chunks(self, size: int) -> Iterator[tuple[slice, Steps]]:
         """

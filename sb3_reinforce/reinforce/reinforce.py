@@ -30,7 +30,7 @@ from sb3_reinforce.reinforce.estimator import (
     policy_gradient_loss,
     update_scale,
 )
-from sb3_reinforce.reinforce.held_over import HeldOverSteps, storage_dtype
+from sb3_reinforce.reinforce.held_over import HeldOverSteps, Steps, storage_dtype
 from sb3_reinforce.reinforce.policies import (
     CnnPolicy,
     MlpPolicy,
@@ -385,60 +385,86 @@ class REINFORCE(OnPolicyAlgorithm):
         (each chunk's loss weighted by its share of the batch, so the sum is the whole batch's mean loss), and what
         to log. Statistics over the whole batch (advantage normalisation) are taken before the first chunk.
         """
-        chunk_size, carried = self._chunk_size(), batch.carried
-        advantages = None  # the whole batch's, when they do not need the critic's output of each chunk
-        if not self._has_critic:
-            advantages = compute_advantages(
-                returns, baseline_values(self.baseline, None, return_mean, return_std), self.normalize_advantage
-            )
-        elif self.normalize_advantage and len(batch) > chunk_size:
-            with th.no_grad():  # standardised over the whole batch: every step's critic output first
-                critic = th.cat([self.policy.predict_values(to_torch(steps, self.action_space, self.device)[0]).flatten()
-                                 for _, steps in batch.chunks(chunk_size)])  # fmt: skip
-            advantages = compute_advantages(returns, baseline_values(self.baseline, critic, return_mean, return_std), True)
-
+        chunk_size, carried, scale = self._chunk_size(), batch.carried, (return_mean, return_std)
+        advantages = self._batch_advantages(batch, returns, scale, chunk_size)
         self.policy.optimizer.zero_grad()
-        sums: dict[str, float] = {"policy_loss": 0.0, "entropy_loss": 0.0}
-        values_seen, carried_weights = [], []
+        logs: dict[str, Any] = {}
+        seen: dict[str, list[th.Tensor]] = {"values": [], "carry_weights": []}
         for index, steps in batch.chunks(chunk_size):
-            observations, actions, behaviour_log_prob = to_torch(steps, self.action_space, self.device)
-            values = None
-            if self._has_critic:
-                values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)
-                values = values.flatten()
-            else:
-                log_prob, entropy = self.policy.evaluate_actor(observations, actions)
-            weights = carried_step_weights(log_prob, behaviour_log_prob, carried[index], self.carry_ratio_clip)
-            baseline = baseline_values(self.baseline, values, return_mean, return_std)
-            chunk_advantages = (
-                advantages[index]
-                if advantages is not None
-                else compute_advantages(returns[index], baseline, self.normalize_advantage)
-            )
-
-            policy_loss = policy_gradient_loss(log_prob, chunk_advantages, weights)
-            entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
-            loss = policy_loss + self.ent_coef * entropy_loss
-            terms = {"policy_loss": policy_loss, "entropy_loss": entropy_loss}
-            if values is not None:
-                terms["value_loss"] = F.mse_loss(values, (returns[index] - return_mean) / return_std)
-                loss = loss + self.vf_coef * terms["value_loss"]
-                values_seen.append(th.as_tensor(baseline).cpu())
+            chunk_advantages = None if advantages is None else advantages[index]
+            loss, terms, outputs = self._loss(steps, returns[index], chunk_advantages, carried[index], scale)
             share = (index.stop - index.start) / len(batch)
             self._backward(loss if share == 1.0 else loss * share)
             for key, term in terms.items():
-                sums[key] = sums.get(key, 0.0) + term.item() * share
-            if weights is not None:
-                carried_weights.append(weights[th.as_tensor(carried[index], device=weights.device)].detach().cpu())
+                logs[key] = logs.get(key, 0.0) + term * share
+            for key, output in outputs.items():
+                seen[key].append(output)
 
-        logs: dict[str, Any] = dict(sums)
-        if carried_weights:
-            logs["carry_weight_mean"] = th.cat(carried_weights).mean().item()
+        if seen["carry_weights"]:
+            logs["carry_weight_mean"] = th.cat(seen["carry_weights"]).mean().item()
+        if seen["values"]:
+            logs["values"] = th.cat(seen["values"]).numpy()
         if self.baseline == "mean":
-            logs["baseline"] = baseline_values(self.baseline, None, return_mean, return_std)
-        if values_seen:
-            logs["values"] = th.cat(values_seen).numpy()
+            logs["baseline"] = baseline_values(self.baseline, None, *scale)
         return logs
+
+    def _batch_advantages(
+        self, batch: Batch, returns: th.Tensor, scale: tuple[float, float], chunk_size: int
+    ) -> th.Tensor | None:
+        """
+        The whole batch's advantages where they can be computed before its chunks: without a critic, and with one when
+        they are standardised over a batch of several chunks (its output for every step is computed first). ``None``:
+        each chunk computes its own, from the critic's output of its forward pass.
+        """
+        if not self._has_critic:
+            return compute_advantages(returns, baseline_values(self.baseline, None, *scale), self.normalize_advantage)
+        if not self.normalize_advantage or len(batch) <= chunk_size:
+            return None
+        with th.no_grad():
+            critic = [self.policy.predict_values(to_torch(steps, self.action_space, self.device)[0]).flatten()
+                      for _, steps in batch.chunks(chunk_size)]  # fmt: skip
+        return compute_advantages(returns, baseline_values(self.baseline, th.cat(critic), *scale), normalize=True)
+
+    def _loss(
+        self,
+        steps: Steps,
+        returns: th.Tensor,
+        advantages: th.Tensor | None,
+        carried: np.ndarray,
+        scale: tuple[float, float],
+    ) -> tuple[th.Tensor, dict[str, float], dict[str, th.Tensor]]:
+        """
+        The REINFORCE loss of one chunk of the batch (see the class docstring), its terms as numbers, and the outputs
+        the logs need (the critic's values, the importance weights of carried steps).
+
+        :param advantages: The chunk's advantages, or ``None`` to compute them from the returns and the baseline.
+        """
+        observations, actions, behaviour_log_prob = to_torch(steps, self.action_space, self.device)
+        values = None
+        if self._has_critic:
+            values, log_prob, entropy = self.policy.evaluate_actions(observations, actions)
+            values = values.flatten()
+        else:
+            log_prob, entropy = self.policy.evaluate_actor(observations, actions)
+        weights = carried_step_weights(log_prob, behaviour_log_prob, carried, self.carry_ratio_clip)
+        baseline = baseline_values(self.baseline, values, *scale)
+        if advantages is None:
+            advantages = compute_advantages(returns, baseline, self.normalize_advantage)
+
+        policy_loss = policy_gradient_loss(log_prob, advantages, weights)
+        entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
+        loss = policy_loss + self.ent_coef * entropy_loss
+        terms = {"policy_loss": policy_loss.item(), "entropy_loss": entropy_loss.item()}
+        outputs = {}
+        if values is not None:
+            return_mean, return_std = scale
+            value_loss = F.mse_loss(values, (returns - return_mean) / return_std)
+            loss = loss + self.vf_coef * value_loss
+            terms["value_loss"] = value_loss.item()
+            outputs["values"] = th.as_tensor(baseline).cpu()
+        if weights is not None:
+            outputs["carry_weights"] = weights[th.as_tensor(carried, device=weights.device)].cpu()
+        return loss, terms, outputs
 
     def _chunk_size(self) -> int:
         """``update_chunk_size``, or what ``None`` stands for with this observation space (see the constructor)."""
