@@ -3,8 +3,6 @@ Rollout buffers that also record where episodes end, which the Monte Carlo retur
 returns may be bootstrapped from; :meth:`~_EpisodeEndsMixin.finish` turns a rollout into the update's batch.
 """
 
-from typing import Any
-
 import numpy as np
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
@@ -19,7 +17,7 @@ class _EpisodeEndsMixin:
     Adds, per step and env, whether the episode ended with that step (``dones``) and, with a critic, what the returns
     may be bootstrapped from: ``truncated`` marks the steps whose episode was truncated by a time limit,
     ``truncation_critic`` holds the critic's output for the state that followed them (0 elsewhere), and
-    ``last_critic`` its output for the state after the rollout (``incomplete_episodes="bootstrap"`` only).
+    ``last_critic`` its output for the state after the rollout (set with ``incomplete_episodes="bootstrap"`` only).
 
     The critic outputs are kept in the critic's own standardised units: ``train()`` maps them to returns with the
     scale of the update that uses them (``V = mean + std * critic``), the same scale its critic targets use.
@@ -32,14 +30,14 @@ class _EpisodeEndsMixin:
     dones: np.ndarray
     truncated: np.ndarray
     truncation_critic: np.ndarray
-    last_critic: np.ndarray
+    last_critic: np.ndarray | None
     batch: Batch | None
 
     def reset(self) -> None:
         self.dones = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
         self.truncated = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
         self.truncation_critic = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
-        self.last_critic = np.zeros(self.n_envs, dtype=np.float32)
+        self.last_critic = None
         self.batch = None
         super().reset()  # type: ignore[misc]
 
@@ -69,19 +67,23 @@ class _EpisodeEndsMixin:
         check_finite("observation", next_obs, self.buffer_size)
         check_finite_rollout("reward", self.rewards, first_step=1)  # type: ignore[attr-defined]
 
-    def finish(self, gamma: float, incomplete_episodes: str, held_over: HeldOverSteps | None, with_critic: bool) -> None:
+    def finish(self, gamma: float, incomplete_episodes: str, held_over: HeldOverSteps | None) -> None:
         """
         After the rollout (as SB3's ``compute_returns_and_advantage``): assemble the update's :attr:`batch` in one pass
-        (:func:`~sb3_reinforce.reinforce.batch.assemble_batch`), updating the held-over steps with ``"carry"``.
-
-        :param with_critic: Whether the critic's recorded outputs end the returns they may be bootstrapped from.
+        (:func:`~sb3_reinforce.reinforce.batch.assemble_batch`), updating the held-over steps with ``"carry"``. The
+        critic's recorded outputs (none without a critic) end the returns they bootstrap.
         """
         rollout = Steps(self.observations, self.actions, self.rewards, self.log_probs)  # type: ignore[attr-defined]
-        critic: dict[str, Any] = {}
-        if with_critic:
-            last = self.last_critic if incomplete_episodes == "bootstrap" else None
-            critic = dict(truncated=self.truncated, truncation_critic=self.truncation_critic, last_critic=last)
-        self.batch = assemble_batch(rollout, self.dones, gamma, incomplete_episodes, held_over, **critic)
+        self.batch = assemble_batch(
+            rollout,
+            self.dones,
+            gamma,
+            incomplete_episodes,
+            held_over,
+            self.truncated,
+            self.truncation_critic,
+            self.last_critic,
+        )
 
 
 class ReinforceRolloutBuffer(_EpisodeEndsMixin, RolloutBuffer):

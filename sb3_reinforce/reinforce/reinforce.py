@@ -333,7 +333,7 @@ class REINFORCE(OnPolicyAlgorithm):
         if self.incomplete_episodes == "bootstrap":  # the critic's output after the rollout, for the unfinished episodes
             rollout_buffer.last_critic = self.policy.critic_output(new_obs)  # type: ignore[arg-type]
         held_over = self._held_over if self.incomplete_episodes == "carry" else None
-        rollout_buffer.finish(self.gamma, self.incomplete_episodes, held_over, with_critic=self._has_critic)
+        rollout_buffer.finish(self.gamma, self.incomplete_episodes, held_over)
 
         callback.update_locals(locals())
         callback.on_rollout_end()
