@@ -181,3 +181,16 @@ def test_learn_warns_once_when_no_episode_ends_and_names_the_fixes():
         learning.learn(64 * 6)  # two empty rollouts, then an update: the episodes do end
         bootstrapping.learn(64 * 6)
     assert learning._n_updates > 0 and bootstrapping._n_updates == 6
+
+
+def test_observations_a_wrapper_changed_are_held_as_float32_not_rounded():
+    """VecNormalize keeps a uint8 space and returns floats: the store keeps them as they are."""
+    store = HeldOverSteps(n_envs=1, max_steps=10, max_bytes=10**6, observation_dtype=np.dtype(np.uint8))
+    images = _steps(3, 2)
+    store.append(0, images)
+    normalised = _steps(0, 2)
+    normalised.observations += 0.25
+    store.append(0, normalised)
+    first, second = store.pop(0)
+    assert first.observations.dtype == np.uint8 and second.observations.dtype == np.float32
+    np.testing.assert_array_equal(second.observations, normalised.observations)

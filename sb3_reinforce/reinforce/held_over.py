@@ -6,9 +6,9 @@ that earlier rollouts collected, waiting for the episode's end to have a Monte C
 are copied out of the rollout buffer into a new block of that env's list, and later rollouts append blocks of their
 own without copying what is already held. Steps leave when their episode ends (:meth:`HeldOverSteps.pop`, into the
 update's batch) or when a cap drops them, oldest first: ``max_steps`` per env, ``max_bytes`` for all envs together.
-Observations are held in their space's own dtype where it is a one-byte integer (uint8 images stay uint8), otherwise
-as the rollout buffer's float32. The store is part of the model's state: ``save`` writes :meth:`state_dict`, ``load``
-restores it.
+Observations are held in their space's own dtype where it is a one-byte integer that holds them exactly (uint8
+images stay uint8), otherwise as the rollout buffer's float32. The store is part of the model's state: ``save`` writes
+:meth:`HeldOverSteps.state_dict`, ``load`` restores it.
 """
 
 from dataclasses import dataclass
@@ -77,13 +77,15 @@ def storage_dtype(space: spaces.Space) -> np.dtype | dict[str, np.dtype]:
     return dtype if dtype.kind in "ui" and dtype.itemsize == 1 else np.dtype(np.float32)
 
 
-def _as_dtype(observations: Obs, dtype: np.dtype | dict[str, np.dtype]) -> Obs:
-    """A copy of ``observations`` in ``dtype`` (one copy, also when the dtype is the same)."""
-    if isinstance(observations, dict):
-        assert isinstance(dtype, dict)
-        return {key: np.array(value, dtype=dtype[key]) for key, value in observations.items()}
-    assert not isinstance(dtype, dict)
-    return np.array(observations, dtype=dtype)
+def _held_copy(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """
+    A copy of ``array`` in ``dtype`` if that holds its values exactly, else in float32: a wrapper that changes the
+    observations but not the space (``VecNormalize`` keeps a uint8 space and returns floats) must not be rounded.
+    """
+    held = np.array(array, dtype=dtype)
+    if dtype != np.float32 and not np.array_equal(held, array):
+        return np.array(array, dtype=np.float32)
+    return held
 
 
 class HeldOverSteps:
@@ -132,7 +134,13 @@ class HeldOverSteps:
         """
         if len(steps) == 0:
             return
-        observations = _as_dtype(steps.observations, self.observation_dtype)
+        observations: Obs
+        if isinstance(steps.observations, dict):
+            assert isinstance(self.observation_dtype, dict)
+            observations = {key: _held_copy(value, self.observation_dtype[key]) for key, value in steps.observations.items()}
+        else:
+            assert not isinstance(self.observation_dtype, dict)
+            observations = _held_copy(steps.observations, self.observation_dtype)
         block = Steps(observations, steps.actions.copy(), steps.rewards.copy(), steps.log_probs.copy())
         self._blocks[env].append(block)
         self._ages[env].append(self._rollouts)
