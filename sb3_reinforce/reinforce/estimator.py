@@ -73,13 +73,13 @@ def reward_to_go(
         raise ValueError(f"rewards and dones must both have shape (n_steps, n_envs), got {rewards.shape} and {dones.shape}")
     n_steps, n_envs = rewards.shape
     next_return = np.zeros(n_envs) if last_values is None else np.asarray(last_values, dtype=np.float64).reshape(n_envs)
-    ends = np.zeros(rewards.shape) if truncation_values is None else np.asarray(truncation_values, dtype=np.float64)
-    if ends.shape != rewards.shape:
+    ends = None if truncation_values is None else np.asarray(truncation_values, dtype=np.float64)
+    if ends is not None and ends.shape != rewards.shape:
         raise ValueError(f"truncation_values must have shape {rewards.shape}, got {ends.shape}")
 
     returns = np.empty(rewards.shape)
     for step in reversed(range(n_steps)):
-        following = np.where(dones[step], ends[step], next_return)
+        following = np.where(dones[step], 0.0 if ends is None else ends[step], next_return)
         next_return = rewards[step] + gamma * following
         returns[step] = next_return
     return returns
