@@ -7,6 +7,7 @@ save. Each case is written the way a user meets it.
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -175,6 +176,7 @@ while True:
 def test_a_process_killed_while_saving_leaves_the_previous_save_loadable(tmp_path):
     """SIGKILL at a random moment while a large model is saved again and again (8 times out of 8 on SB3's save)."""
     generator = random.Random(0)
+    left_behind = 0
     for attempt in range(8):
         path = tmp_path / f"attempt{attempt}" / "model"  # the suffix-less form: SB3 adds .zip
         process = subprocess.Popen([sys.executable, "-c", SAVING_FOREVER, str(path)], stdout=subprocess.PIPE, text=True)
@@ -185,6 +187,11 @@ def test_a_process_killed_while_saving_leaves_the_previous_save_loadable(tmp_pat
         process.stdout.close()
         model = REINFORCE.load(path.with_suffix(".zip"))
         assert model.policy.mlp_extractor.policy_net[0].out_features == 1024
+        # The killed save's temporary file is removed by the next save to the same path.
+        left_behind += len(list(path.parent.glob(".model.zip.*.tmp")))
+        model.save(path)
+        assert [file.name for file in path.parent.iterdir()] == ["model.zip"]
+    assert left_behind > 0  # most kills land during a save
 
 
 def test_an_exception_during_a_save_keeps_the_previous_save_and_leaves_no_temporary_file(tmp_path):
@@ -202,6 +209,29 @@ def test_an_exception_during_a_save_keeps_the_previous_save_and_leaves_no_tempor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]
     assert (tmp_path / "model.zip").read_bytes() == before
     REINFORCE.load(tmp_path / "model.zip")
+
+
+def test_a_save_keeps_the_symlink_and_the_permissions_and_removes_dead_saves_temporary_files(tmp_path):
+    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
+    real = tmp_path / "store" / "model.zip"
+    model.save(real)
+    real.chmod(0o600)
+    link = tmp_path / "latest.zip"
+    link.symlink_to(real)
+    model.learn(16)
+    model.save(link)
+    assert link.is_symlink() and link.resolve() == real.resolve()  # the link still points to the file, now replaced
+    assert REINFORCE.load(link).num_timesteps == 16 and REINFORCE.load(real).num_timesteps == 16
+    assert oct(real.stat().st_mode & 0o777) == oct(0o600)
+
+    # A temporary file of a save whose process died is removed; a running process's save keeps its own.
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = real.parent / f".model.zip.{socket.gethostname()}.{int(finished.stdout)}.k1ll3d.tmp"
+    running = real.parent / f".model.zip.{socket.gethostname()}.{os.getpid()}.s4v1ng.tmp"
+    dead.write_bytes(b"partial")
+    running.write_bytes(b"partial")
+    model.save(link)
+    assert not dead.exists() and running.exists()
 
 
 def test_save_writes_paths_and_file_objects(tmp_path):

@@ -515,7 +515,12 @@ class REINFORCE(OnPolicyAlgorithm):
         exclude: Iterable[str] | None = None,
         include: Iterable[str] | None = None,
     ) -> None:
-        """Save the model as SB3 does, atomically for a path: a crash during the save leaves the previous save intact."""
+        """
+        Save the model as SB3 does, with the held-over steps, atomically for a path: the new file is written beside
+        the old one and renamed onto it, so a crash during the save leaves the previous save intact (the folder needs
+        room for both while it runs), and the next save removes what the crashed one left. A symlink keeps pointing to
+        the file it names, and the file keeps its permissions.
+        """
         save_atomically(super().save, path, exclude, include)
 
     @classmethod

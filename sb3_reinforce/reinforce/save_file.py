@@ -4,11 +4,14 @@ the atomic write behind ``REINFORCE.save`` (a crash during a save never destroys
 """
 
 import contextlib
+import glob
 import io
 import json
 import os
 import pathlib
 import pickle
+import socket
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -94,16 +97,21 @@ def atomic_write(target: pathlib.Path) -> Iterator[io.BufferedWriter]:
     """
     A binary file to write ``target``'s new content into: a temporary file beside it, flushed to disk and renamed
     onto ``target`` when the block ends, removed if the block raises. A process killed in between leaves ``target``
-    as it was (and at worst a stray ``.NAME.*.tmp``).
+    as it was, and a temporary file that the next save to ``target`` removes. What the user set on ``target`` stays:
+    a symlink keeps pointing to the file, which is replaced; the new file gets the old one's permissions (a new file
+    those ``open`` would give it). While it runs, the folder needs room for the old file and the new one.
     """
+    target = pathlib.Path(os.path.realpath(target))  # a symlink: replace the file it points to, not the link
     target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    _remove_dead_temporaries(target)
+    prefix = f".{target.name}.{socket.gethostname()}.{os.getpid()}."
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0o600 -> what open() would have given
+        os.chmod(temporary, _mode(target))
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -112,10 +120,38 @@ def atomic_write(target: pathlib.Path) -> Iterator[io.BufferedWriter]:
     _fsync_directory(target.parent)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _mode(target: pathlib.Path) -> int:
+    """The permissions of ``target``, or for a new file what ``open`` would give (mkstemp's are 0o600)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _remove_dead_temporaries(target: pathlib.Path) -> None:
+    """
+    Remove the temporary files of saves to ``target`` whose process died (killed during a save): those this host's
+    processes made (``.NAME.HOST.PID.*.tmp``) whose PID no longer runs. Another live process's save keeps its own.
+    """
+    host, prefix = socket.gethostname(), f".{target.name}."
+    for temporary in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        parts = temporary.name[len(prefix) : -len(".tmp")].rsplit(".", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or _is_running(int(parts[1])):
+            continue
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:
