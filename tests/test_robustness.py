@@ -1,6 +1,7 @@
 """Negative and huge rewards, sampled actions and their log-probabilities, gradient clipping, non-finite guards."""
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import gymnasium as gym
@@ -268,3 +269,35 @@ def test_a_nan_observation_is_named_even_when_torch_does_not_refuse_it(at, step,
     with torch_validation(validate_args), pytest.raises(NonFiniteError, match=message):
         model.learn(8, reset_num_timesteps=False)
     _assert_same_state(model, state)
+
+
+@pytest.mark.parametrize("baseline", ["none", "mean", "value"])
+def test_returns_beyond_float32_squares_train_and_only_float32_overflow_stops(baseline):
+    """Rewards of 1e25 (returns near 1e26): their variance and the gradient's norm overflow float32 and are taken in
+    float64; returns beyond float32's largest value (3.4e38) make the loss overflow, and the error says so."""
+    env = DummyVecEnv([lambda: CountingEnv(length=20, reward=1e25)] * 2)
+    model = REINFORCE("MlpPolicy", env, n_steps=32, baseline=baseline, seed=0)
+    model.learn(320)
+    assert model._n_updates == 5 and all(th.isfinite(p).all() for p in model.policy.parameters())
+    assert model._return_moments is not None and np.isfinite(model._return_moments).all()
+    env = DummyVecEnv([lambda: CountingEnv(length=20, reward=1e38)] * 2)
+    model = REINFORCE("MlpPolicy", env, n_steps=32, baseline=baseline, seed=0)
+    with pytest.raises(
+        NonFiniteError, match=r"no weight was changed.*observations and rewards are finite.*too large for float32"
+    ):
+        model.learn(64)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("Pendulum-v1", {"learning_rate": 1e3}),
+        ("CartPole-v1", {"learning_rate": 1e6, "policy_kwargs": {"activation_fn": th.nn.ReLU}}),
+    ],
+)
+def test_a_diverging_learning_rate_is_named_not_the_inputs(env_id, kwargs):
+    """The weights blow up (a Gaussian's scale underflows to 0, or the loss overflows): the error names the rate."""
+    model = REINFORCE("MlpPolicy", env_id, n_steps=64, seed=0, **kwargs)
+    rate = f"learning_rate={kwargs['learning_rate']:g} now"
+    with pytest.raises(NonFiniteError, match=f"observations and rewards are finite.*{re.escape(rate)}"):
+        model.learn(6_000)

@@ -36,6 +36,16 @@ class NonFiniteError(ValueError):
     """A NaN or infinity in an observation, a reward, the loss or a gradient; raised before any weight changes."""
 
 
+def diverged(what: str, learning_rate: float) -> NonFiniteError:
+    """The error for a loss, a gradient or an action distribution that is not finite, although the inputs were."""
+    return NonFiniteError(
+        f"{what}; no weight was changed. This rollout's observations and rewards are finite (they are checked), so "
+        f"the network's outputs or the loss overflowed: the weights were driven to extreme values, as a learning rate "
+        f"too large for this task does (learning_rate={learning_rate:g} now), or the returns are too large for "
+        "float32 (scale the rewards down, e.g. with VecNormalize(norm_reward=True))."
+    )
+
+
 def is_real(value: Any) -> bool:
     """A real number (Python's or numpy's), not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

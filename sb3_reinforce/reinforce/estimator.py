@@ -216,7 +216,7 @@ def update_return_moments(
 
     ``baseline="mean"`` subtracts the running mean of the batches *before* the current one, so that it never depends
     on the actions it weighs. ``baseline="value"`` trains its critic on returns standardised with the moments updated
-    with the current batch (see :func:`return_scale`), so that the critic works at any reward scale.
+    with the current batch (see :func:`return_scale`), so that the critic works at any reward scale float32 holds.
 
     The variance is that of the mixture the averages describe (weight ``momentum`` on the old returns,
     ``1 - momentum`` on the batch): it includes the drift of the mean between them,
@@ -267,7 +267,8 @@ def update_scale(
     moments: tuple[float, float] | None, returns: np.ndarray, baseline: str
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """
-    The running moments updated with a batch's returns (those the rewards give, no critic value in them), and the
+    The running moments updated with a batch's returns (those the rewards give, no critic value in them; in float32,
+    or float64 where float32 overflows, as the variance of returns of about 1e19 does), and the
     ``(mean, std)`` of the update: the scale the critic is trained and read on (:func:`return_scale`), with for
     ``baseline="mean"`` the running mean of the *earlier* batches, independent of the actions it weighs.
 
@@ -278,6 +279,8 @@ def update_scale(
     """
     observed = th.as_tensor(returns)
     batch_mean, batch_var = observed.mean().item(), observed.var(unbiased=False).item()
+    if not (math.isfinite(batch_mean) and math.isfinite(batch_var)):  # beyond float32 (returns of about 1e19 and more)
+        batch_mean, batch_var = float(np.mean(returns, dtype=np.float64)), float(np.var(returns, dtype=np.float64))
     updated = update_return_moments(moments, batch_mean, batch_var, RETURN_MOMENTS_MOMENTUM)
     mean, std = return_scale(updated)
     if baseline == "mean" and moments is not None:

@@ -23,7 +23,7 @@ from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.utils import obs_as_tensor
 
-from sb3_reinforce.reinforce.checks import check_finite
+from sb3_reinforce.reinforce.checks import check_finite, diverged
 from sb3_reinforce.reinforce.distributions import bounded_distribution
 from sb3_reinforce.reinforce.type_aliases import Obs
 
@@ -44,6 +44,7 @@ class _ReinforcePolicyMixin:
     predict_values: Any
     obs_to_tensor: Any
     unscale_action: Any
+    optimizer: th.optim.Optimizer
 
     def __init__(self, *args: Any, action_prob_floor: float = 0.0, min_std: float = 0.0, **kwargs: Any):
         # A policy file (policy.save) that uses these options keeps them under a key that SB3's own loader refuses
@@ -71,17 +72,21 @@ class _ReinforcePolicyMixin:
     def sample(self, obs: Obs, rollout_step: int) -> tuple[np.ndarray, th.Tensor]:
         """
         Actions sampled from the policy's own distribution for a batch of observations (shaped as the action space),
-        and their log-probabilities. torch refuses a distribution with NaN parameters: a non-finite observation that
-        caused it is then named (:class:`~sb3_reinforce.reinforce.checks.NonFiniteError`).
+        and their log-probabilities. torch refuses a distribution with invalid parameters: a
+        :class:`~sb3_reinforce.reinforce.checks.NonFiniteError` then names the non-finite observation that caused it,
+        or, when the observations are finite, says that the weights diverged.
         """
         try:
             with th.no_grad():
                 distribution = self.get_distribution(obs_as_tensor(obs, self.device))  # type: ignore[arg-type]
                 sampled = distribution.get_actions()
                 log_probs = distribution.log_prob(sampled)
-        except (ValueError, RuntimeError):
-            check_finite("observation", obs, rollout_step)
-            raise
+        except (ValueError, RuntimeError) as error:
+            check_finite("observation", obs, rollout_step)  # names a non-finite observation
+            learning_rate = self.optimizer.param_groups[0]["lr"]
+            raise diverged(
+                f"The action distribution is invalid at step {rollout_step} of the rollout ({error})", learning_rate
+            ) from error
         return sampled.cpu().numpy().reshape((-1, *(self.action_space.shape or ()))), log_probs
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:

@@ -60,11 +60,12 @@ class REINFORCE(OnPolicyAlgorithm):
     REINFORCE: the Monte Carlo policy gradient (Williams, 1992), with an optional baseline. Each rollout of ``n_steps``
     steps per env gives one gradient step on
 
-    ``loss = -mean_t(w_t * A_t * log pi(a_t|s_t)) - ent_coef * H[pi] + vf_coef * mean_t((V(s_t) - G_t)^2)``
+    ``loss = -mean_t(w_t * A_t * log pi(a_t|s_t)) - ent_coef * H[pi] + vf_coef * mean_t((c(s_t) - (G_t - mu) / sigma)^2)``
 
     with ``G_t`` the reward-to-go of the step within its own episode, ``A_t = G_t - b_t`` (``b_t`` chosen by
-    ``baseline``) and ``w_t`` 1 for this rollout's steps, a clipped importance ratio for carried ones. The estimator's
-    pieces (and why ``gamma^t`` is left out, and how time limits are handled) are in
+    ``baseline``; the critic ``c`` predicts returns standardised by their running mean ``mu`` and deviation ``sigma``,
+    so ``V(s) = mu + sigma * c(s)``) and ``w_t`` 1 for this rollout's steps, a clipped importance ratio for carried
+    ones. The estimator's pieces (and why ``gamma^t`` is left out, and how time limits are handled) are in
     :mod:`sb3_reinforce.reinforce.estimator`.
 
     Paper: https://link.springer.com/article/10.1007/BF00992696 ; Sutton & Barto (2018), sections 13.3 and 13.4.
@@ -79,7 +80,8 @@ class REINFORCE(OnPolicyAlgorithm):
     :param baseline: What is subtracted from the returns: ``"none"`` (textbook REINFORCE, ``A_t = G_t``), ``"mean"``
         (a running mean of earlier batches' returns, no critic) or ``"value"`` (a learned state value ``V(s_t)``,
         "REINFORCE with baseline", trained by MSE weighted by ``vf_coef`` on standardised returns, so that any reward
-        scale works; see :func:`~sb3_reinforce.reinforce.estimator.update_scale`). Only ``"value"`` has a critic.
+        scale float32 holds works, returns up to about 1e36 in magnitude; see
+        :func:`~sb3_reinforce.reinforce.estimator.update_scale`). Only ``"value"`` has a critic.
     :param normalize_advantage: Standardise the advantages (returns minus baseline) over each batch
     :param ent_coef: Entropy coefficient for the loss calculation
     :param vf_coef: Value function coefficient for the loss calculation (``baseline="value"`` only)
@@ -478,20 +480,30 @@ class REINFORCE(OnPolicyAlgorithm):
         """Add ``loss``'s gradient to the parameters'; raise (and clear them) first if the loss is not finite."""
         if not th.isfinite(loss):
             self.policy.optimizer.zero_grad()
-            raise NonFiniteError(
-                f"The REINFORCE loss is {loss.item()}; no weight was changed. Check rewards and observations."
-            )
+            raise self._diverged(f"The REINFORCE loss is {loss.item()}")
         loss.backward()
 
     def _clip_and_step(self) -> float:
-        """Clip the accumulated gradient's global norm and step; raise before the step if it is not finite."""
-        max_norm = math.inf if self.max_grad_norm is None else self.max_grad_norm
-        grad_norm = float(th.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm))
+        """
+        Clip the accumulated gradient's global norm and step; raise before the step if it is not finite. A norm that
+        overflows float32 while every entry of the gradient is finite (returns beyond about 1e19) is taken in float64.
+        """
+        parameters = [parameter for parameter in self.policy.parameters() if parameter.grad is not None]
+        gradients = [parameter.grad for parameter in parameters if parameter.grad is not None]
+        total_norm = th.nn.utils.get_total_norm(gradients)  # what clip_grad_norm_ computes
+        if not th.isfinite(total_norm) and all(bool(th.isfinite(gradient).all()) for gradient in gradients):
+            total_norm = th.linalg.vector_norm(th.stack([th.linalg.vector_norm(g, dtype=th.float64) for g in gradients]))
+        grad_norm = float(total_norm)
         if not math.isfinite(grad_norm):
             self.policy.optimizer.zero_grad()
-            raise NonFiniteError(f"The gradient norm is {grad_norm}; no weight was changed. Check rewards and observations.")
+            raise self._diverged(f"The gradient norm is {grad_norm}")
+        max_norm = math.inf if self.max_grad_norm is None else self.max_grad_norm
+        th.nn.utils.clip_grads_with_norm_(parameters, max_norm, total_norm)
         self.policy.optimizer.step()
         return grad_norm
+
+    def _diverged(self, what: str) -> NonFiniteError:
+        return checks.diverged(what, self.policy.optimizer.param_groups[0]["lr"])
 
     def _warn_if_nothing_learns(self) -> None:
         """Warn once per ``learn`` call when it has collected several rollouts without one update: no episode ends."""
