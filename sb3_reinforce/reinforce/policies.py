@@ -13,6 +13,8 @@ Both default to 0, the textbook policy. With ``baseline="none"`` or ``"mean"`` o
 """
 
 import inspect
+import pathlib
+import pickle
 import re
 from typing import Any
 
@@ -21,10 +23,11 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
-from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.utils import get_device, obs_as_tensor
 
 from sb3_reinforce.reinforce.checks import check_finite, diverged
 from sb3_reinforce.reinforce.distributions import bounded_distribution
+from sb3_reinforce.reinforce.save_file import code_error, refused_global, restricted_pickle
 from sb3_reinforce.reinforce.type_aliases import Obs
 
 
@@ -68,6 +71,31 @@ class _ReinforcePolicyMixin:
         if self.action_prob_floor or self.min_std:
             data[_saved_options_key(type(self))] = dict(action_prob_floor=self.action_prob_floor, min_std=self.min_std)
         return data
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path, device: th.device | str = "auto", trusted: bool = False) -> Any:
+        """
+        Load a policy saved with ``policy.save(path)``, as SB3 does, but without running code from the file: its
+        objects (spaces, the classes of its arguments) are built from the allow-list of
+        :mod:`sb3_reinforce.reinforce.save_file`, and anything else raises
+        :class:`~sb3_reinforce.reinforce.save_file.CodeInFileError` before it runs.
+
+        :param trusted: Load as SB3 does, unpickling whatever the file holds (it runs any code the file names): only
+            for files you made or otherwise trust.
+        """
+        if trusted:
+            return super().load(path, device)  # type: ignore[misc]
+        device = get_device(device)
+        try:
+            saved = th.load(path, map_location=device, pickle_module=restricted_pickle, weights_only=False)
+        except pickle.UnpicklingError as error:
+            if refused_global(error) is None:
+                raise ValueError(f"{path} is not a readable policy file: {error}") from error
+            raise code_error(path, f"it needs {refused_global(error)}") from error
+        policy = cls(**saved["data"])
+        policy.load_state_dict(saved["state_dict"])  # type: ignore[attr-defined]
+        policy.to(device)  # type: ignore[attr-defined]
+        return policy
 
     def sample(self, obs: Obs, rollout_step: int) -> tuple[np.ndarray, th.Tensor]:
         """

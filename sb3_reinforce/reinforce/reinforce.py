@@ -39,7 +39,13 @@ from sb3_reinforce.reinforce.policies import (
     check_policy_class,
     policy_kwargs_error,
 )
-from sb3_reinforce.reinforce.save_file import check_save_file, load_errors, save_atomically
+from sb3_reinforce.reinforce.save_file import (
+    check_loaded_state,
+    check_save_file,
+    load_errors,
+    safe_data_objects,
+    save_atomically,
+)
 from sb3_reinforce.reinforce.type_aliases import (
     CARRY_MAX_BYTES,
     CARRY_MAX_STEPS,
@@ -544,18 +550,35 @@ class REINFORCE(OnPolicyAlgorithm):
         custom_objects: dict[str, Any] | None = None,
         print_system_info: bool = False,
         force_reset: bool = True,
+        trusted: bool = False,
         **kwargs: Any,
     ) -> SelfREINFORCE:
         """
-        Load a REINFORCE model saved with ``save()``, as SB3 does; kwargs and ``custom_objects`` are checked as the
-        constructor checks its arguments. A missing file raises ``FileNotFoundError``, a file that is not a complete
-        REINFORCE save (damaged, truncated, another algorithm's) one ``ValueError`` saying which.
+        Load a REINFORCE model saved with ``save()``, as SB3 does, but without running code from the file: the
+        objects its data stores as pickles are built from an allow-list of types (spaces, schedules, the classes in
+        ``policy_kwargs``; see :mod:`sb3_reinforce.reinforce.save_file`) and the weights are read as tensors only. A
+        file that needs anything else raises :class:`~sb3_reinforce.reinforce.save_file.CodeInFileError` (a
+        ``ValueError``) naming the entry, before any of it runs. kwargs and ``custom_objects`` are checked as the
+        constructor checks its arguments.
+
+        A missing file raises ``FileNotFoundError``; a file that is not a complete REINFORCE save (damaged, truncated,
+        another algorithm's, a ``data`` entry over 64 MiB unpacked) or whose weights are not finite or do not fit its
+        network, one ``ValueError`` saying which part.
+
+        :param trusted: Load as SB3 does, unpickling whatever the file holds, which runs any code it names: only for
+            files you made or otherwise trust (a custom policy class or a schedule function stored by value).
         """
-        check_save_file(path)
+        data = check_save_file(path)
         # Only kwargs: custom_objects replace saved entries and ignore others (rl_zoo3's enjoy passes clip_range).
         checks.refuse_not_reinforce_arguments(kwargs, f"{cls.__name__}.load()")
-        with load_errors(path):
-            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        objects = dict(custom_objects or {})
+        if not trusted:
+            objects = {**safe_data_objects(path, data, objects), **objects}
+        spaces = f" (observation space {objects.get('observation_space')}, action space {objects.get('action_space')})"
+        with load_errors(path, spaces if not trusted else ""):
+            model = super().load(path, env, device, objects, print_system_info, force_reset, **kwargs)
+        check_loaded_state(path, model.policy, model._return_moments)
+        return model
 
     def learn(
         self: SelfREINFORCE,
