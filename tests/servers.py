@@ -92,9 +92,11 @@ class Postgres:
     data_dir: Path
     hosts: tuple[str, ...]
     database: str = "optuna"
+    password: str | None = None
 
-    def url(self, host: str = "127.0.0.1") -> str:
-        return f"postgresql://postgres@{host}:{self.port}/{self.database}"
+    def url(self, host: str = "127.0.0.1", with_password: bool = True) -> str:
+        user = f"postgres:{self.password}" if self.password and with_password else "postgres"
+        return f"postgresql://{user}@{host}:{self.port}/{self.database}"
 
 
 def _as_postgres_user(command: list[str]) -> list[str]:
@@ -103,13 +105,17 @@ def _as_postgres_user(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_cluster(hosts: tuple[str, ...] = ("127.0.0.1",), trusted_subnets: tuple[str, ...] = ()) -> Iterator[Postgres]:
+def postgres_cluster(
+    hosts: tuple[str, ...] = ("127.0.0.1",), trusted_subnets: tuple[str, ...] = (), password: str | None = None
+) -> Iterator[Postgres]:
     """
     ``initdb`` into a temporary folder, ``pg_ctl start`` on a free port listening on ``hosts`` only, ``createdb optuna``;
     on exit stop it (``-m immediate``) and delete the folder.
 
     :param hosts: The addresses to listen on (loopback by default).
     :param trusted_subnets: Other subnets allowed in without a password (``pg_hba.conf``), e.g. a veth pair's.
+    :param password: The ``postgres`` user's password, and every connection must give it (scram-sha-256); ``None``:
+        no password (trust).
     """
     bin_dir = postgres_bin_dir()
     assert bin_dir is not None, postgres_missing()
@@ -123,6 +129,11 @@ def postgres_cluster(hosts: tuple[str, ...] = ("127.0.0.1",), trusted_subnets: t
     started = False
     try:
         initdb = [str(bin_dir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", "postgres"]
+        if password is not None:
+            (root / "password").write_text(password)
+            if os.geteuid() == 0:
+                shutil.chown(root / "password", "postgres", "postgres")
+            initdb[4:5] = ["scram-sha-256", f"--pwfile={root / 'password'}"]
         subprocess.run(_as_postgres_user(initdb), **run)
         if trusted_subnets:
             with open(data_dir / "pg_hba.conf", "a") as hba:
@@ -130,8 +141,11 @@ def postgres_cluster(hosts: tuple[str, ...] = ("127.0.0.1",), trusted_subnets: t
         options = f"-p {port} -k {root} -c listen_addresses={','.join(hosts)}"
         started = True  # from here on, stop it whatever happens (stopping a server that is not running is harmless)
         subprocess.run(_as_postgres_user([*pg_ctl, "-l", str(log), "-w", "-o", options, "start"]), **run)
-        subprocess.run(_as_postgres_user([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "optuna"]), **run)
-        yield Postgres(port=port, data_dir=data_dir, hosts=hosts)
+        createdb = [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "optuna"]
+        if password is not None:  # runuser keeps the environment: PGPASSWORD reaches createdb
+            createdb = ["env", f"PGPASSWORD={password}", *createdb]
+        subprocess.run(_as_postgres_user(createdb), **run)
+        yield Postgres(port=port, data_dir=data_dir, hosts=hosts, password=password)
     except subprocess.CalledProcessError as error:
         server_log = log.read_text()[-2000:] if log.is_file() else ""
         raise RuntimeError(f"{error.cmd} failed: {error.stderr}\n{server_log}") from error

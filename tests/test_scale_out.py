@@ -118,6 +118,27 @@ def test_two_workers_share_one_postgresql_study(shared_study: tuple[str, str]) -
     assert {"baseline", "learning_rate", "n_steps", "one_minus_gamma"} <= set(complete[0].params)
 
 
+def test_a_password_in_the_storage_url_is_written_nowhere(tmp_path: Path) -> None:
+    """A server with password authentication: the search works, and no file or study attribute holds the password."""
+    missing = postgres_missing()
+    need(missing is None, str(missing))
+    secret = "s3cret-Pa55word"
+    with postgres_cluster(password=secret) as server:
+        import sqlalchemy.exc
+
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="password"):  # the server asks for it
+            optuna.create_study(study_name="secret", storage=server.url(with_password=False))
+        worker = search_worker(tmp_path, server.url(), "secret", 1, "--n-trials", "2")
+        finish(worker, tmp_path, 1)
+        study = optuna.load_study(study_name="secret", storage=server.url())
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+        command = study.user_attrs["command"]
+        assert secret not in command and f"--storage {server.url(with_password=False)}" in command
+        written = [path for path in tmp_path.rglob("*") if path.is_file()]
+        assert any(path.name.startswith("report_") and path.suffix == ".pkl" for path in written)
+        assert [path for path in written if secret.encode() in path.read_bytes()] == []
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_killed_worker_s_trial_is_failed_and_rerun(postgres: Postgres, tmp_path: Path) -> None:
     """

@@ -1,5 +1,6 @@
 """The rl_zoo3 entry really runs: train, enjoy, hyper-parameters from the yml, errors, optimisation, shared studies."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,20 @@ def test_sampled_linear_learning_rate_decays_and_becomes_a_lin_entry(tmp_path):
     assert convert_reinforce_params(old)["learning_rate"] == 3e-3
     constant = sample_reinforce_params(optuna.trial.FixedTrial(old | {"lr_schedule": "constant"}), 0, 1, {})
     assert constant["learning_rate"] == 3e-3
+
+
+def test_a_storage_password_moves_to_the_environment_before_rl_zoo3_records_the_command(monkeypatch, capsys):
+    from sb3_reinforce.zoo import cli
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    url = "postgresql://worker:hunter2@db.example:5432/optuna"
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "sb3_reinforce.zoo", "train", "--storage", url])
+    args = cli._without_password(["--algo", "reinforce", "--storage", url, "--study-name", "s"])
+    assert args == ["--algo", "reinforce", "--storage", "postgresql://worker@db.example:5432/optuna", "--study-name", "s"]
+    assert os.environ["PGPASSWORD"] == "hunter2" and "hunter2" not in " ".join(sys.orig_argv)
+    assert cli._without_password(["--storage=sqlite:///s.db"]) == ["--storage=sqlite:///s.db"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli._without_password(["--storage", "mysql://worker:hunter2@db.example/optuna"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "a password in the URL would be recorded" in error and "hunter2" not in error

@@ -152,6 +152,32 @@ def _train() -> None:
         zoo_train.train()
 
 
+def _without_password(args: list[str]) -> list[str]:
+    """
+    ``args`` with a ``--storage`` URL's password moved to ``PGPASSWORD``
+    (:func:`~sb3_reinforce.zoo.storage.password_to_environment`), and ``sys.orig_argv``, which rl_zoo3 records as the
+    study's command, likewise.
+    """
+    from sb3_reinforce.zoo.storage import password_to_environment
+
+    for index, arg in enumerate(args):
+        if arg == "--storage" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--storage="):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        try:
+            without = password_to_environment(value)
+        except ValueError as error:
+            print(f"sb3-reinforce-zoo train: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        args = [item.replace(value, without) for item in args]
+        sys.orig_argv = [item.replace(value, without) for item in sys.orig_argv]
+        break
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Entry point of ``sb3-reinforce-zoo`` and ``python -m sb3_reinforce.zoo``.
@@ -180,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
 
         best.main(args, default_config_path())
         return
+    if command == "train":
+        args = _without_password(args)
     sys.argv = [f"sb3-reinforce-zoo {command}", *args]
     if command == "train":
         _train()

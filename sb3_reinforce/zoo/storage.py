@@ -45,6 +45,35 @@ def display_url(url: str) -> str:
         return url
 
 
+def password_to_environment(storage: str) -> str:
+    """
+    ``storage`` without its password, which moves to ``PGPASSWORD`` (where libpq, and so psycopg, reads it): rl_zoo3
+    records the command line in the study (its ``command`` attribute) and pickles the study, storage URL included, in
+    its reports, so a password in the URL would be written down. A JournalFile or a URL without a password is
+    returned as it is.
+
+    :raises ValueError: for a password in a URL of another database than PostgreSQL (it could not be moved).
+    """
+    if is_journal(storage):
+        return storage
+    try:
+        import sqlalchemy
+
+        url = sqlalchemy.engine.make_url(storage)
+    except Exception:  # not a URL SQLAlchemy can parse: Optuna will say so
+        return storage
+    if url.password is None:
+        return storage
+    if not url.get_backend_name().startswith("postgresql"):
+        raise ValueError(
+            f"--storage {display_url(storage)}: a password in the URL would be recorded with the study; give a URL "
+            "without it and let the database client read the password from its own configuration"
+        )
+    os.environ["PGPASSWORD"] = str(url.password)
+    without = sqlalchemy.engine.URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+    return without.render_as_string(hide_password=False)
+
+
 def storage_file(storage: str) -> str | None:
     """The file a ``--storage`` value lives in (a JournalFile ``.log``, an SQLite database), ``None`` for a server."""
     if is_journal(storage):
