@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +118,77 @@ def test_two_workers_share_one_postgresql_study(shared_study: tuple[str, str]) -
         by_worker[trial.user_attrs["worker"]] = by_worker.get(trial.user_attrs["worker"], 0) + 1
     assert sorted(by_worker.values()) == [2, 2], by_worker  # both contributed
     assert {"baseline", "learning_rate", "n_steps", "one_minus_gamma"} <= set(complete[0].params)
+
+
+def _running_trial(url: str, study: str, timeout: float = 120) -> optuna.trial.FrozenTrial:
+    deadline = time.monotonic() + timeout
+    while not (running := trials(url, study, (TrialState.RUNNING,))):
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.1)
+    return running[0]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_database_outage_shorter_than_the_grace_period_fails_no_trial(tmp_path: Path) -> None:
+    """
+    PostgreSQL stopped for 2 s (``pg_ctl stop -m fast``) and started again while a worker is in a trial (heartbeat
+    every second, grace period 6 s). 8 s after the outage began, when Optuna's heartbeat thread (which dies on the
+    first database error) would have let the trial go stale, another worker looks for stale trials, as each does
+    before its trials: the trial is still alive, and its worker records its result and ends well.
+    """
+    missing = postgres_missing()
+    need(missing is None, str(missing))
+    with postgres_cluster() as server:
+        url, study = server.url(), "outage"
+        optuna.create_study(study_name=study, storage=url, direction="maximize")
+        heartbeat = ("--heartbeat-interval", "1", "--grace-period", "6", "--n-trials", "1")
+        worker = search_worker(tmp_path, url, study, 1, *heartbeat, timesteps=400_000)
+        trial = _running_trial(url, study)
+        time.sleep(1.5)
+        outage = time.monotonic()
+        server.stop()
+        time.sleep(2)
+        server.start()
+        time.sleep(max(0.0, 8 - (time.monotonic() - outage)))
+        assert worker.poll() is None, "the trial ended before the other worker looked"
+        other = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=6)
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name=study, storage=other))
+        assert trials(url, study)[trial.number].state == TrialState.RUNNING
+        finish(worker, tmp_path, 1)
+        assert [t.state for t in trials(url, study)] == [TrialState.COMPLETE]
+        assert "Exception in thread" not in (tmp_path / "worker-1.log").read_text()
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_worker_whose_trial_another_failed_goes_on_to_its_next_trial(postgres: Postgres, tmp_path: Path) -> None:
+    """What another worker does to a trial whose heartbeat it found stale (done here by the test): the trial's own
+    worker, when it finishes it, logs that its result is not recorded and runs its next trial instead of crashing."""
+    url, study = postgres.url(), "failed-by-others"
+    optuna.create_study(study_name=study, storage=url, direction="maximize")
+    worker = search_worker(tmp_path, url, study, 1, "--heartbeat-interval", "1", "--n-trials", "2", timesteps=20_000)
+    trial = _running_trial(url, study)
+    optuna.storages.RDBStorage(url).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    finish(worker, tmp_path, 1)
+    states = [t.state for t in trials(url, study)]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE], states
+    assert f"Trial {trial.number} was failed by another worker while it ran" in (tmp_path / "worker-1.log").read_text()
+
+
+def test_a_server_that_never_answers_is_reported_within_a_minute(tmp_path: Path) -> None:
+    """A port that accepts connections and never answers (a hung server): libpq would wait minutes per attempt."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: accepted.extend(iter(lambda: listener.accept()[0], None)), daemon=True)
+    thread.start()
+    url = f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/optuna"
+    started = time.monotonic()
+    worker = search_worker(tmp_path, url, "hung", 1)
+    worker.wait(timeout=120)
+    took = time.monotonic() - started
+    log = (tmp_path / "worker-1.log").read_text()
+    assert worker.returncode != 0 and took < 60, (took, log[-2000:])
+    assert "cannot be reached (5 attempts)" in log and "timeout" in log, log[-2000:]
+    listener.close()
 
 
 def test_a_password_in_the_storage_url_is_written_nowhere(tmp_path: Path) -> None:

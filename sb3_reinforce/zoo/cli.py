@@ -149,7 +149,10 @@ def _train() -> None:
             return parsed
 
         stack.enter_context(mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_additions))
-        zoo_train.train()
+        try:
+            zoo_train.train()
+        except ConnectionError as error:  # the storage's server cannot be reached (storage.rdb_storage)
+            raise SystemExit(f"sb3-reinforce-zoo train: {error}") from None
 
 
 def _without_password(args: list[str]) -> list[str]:

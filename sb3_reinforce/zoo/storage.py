@@ -28,6 +28,11 @@ from optuna.trial import FrozenTrial, TrialState
 DEFAULT_HEARTBEAT_INTERVAL = 60
 DEFAULT_GRACE_PERIOD = 180
 MAX_RETRY = 3
+# Seconds a connection to a PostgreSQL server may take (libpq's connect_timeout): a server that is down or does not
+# answer is reported after a few attempts, not after libpq's default of minutes.
+CONNECT_TIMEOUT = 5
+# Without a heartbeat, how long a storage call keeps retrying while the database cannot be reached.
+RETRY_WITHOUT_HEARTBEAT = 60
 
 
 def is_journal(storage: str) -> bool:
@@ -128,30 +133,103 @@ class Heartbeat:
             raise ValueError(f"max_retry must be a non-negative integer, got {self.max_retry!r}")
 
 
-def rdb_storage(url: str, heartbeat: Heartbeat | None = None, attempts: int = 5) -> optuna.storages.RDBStorage:
+def _reconnects(error: BaseException | None) -> bool:
     """
-    An ``RDBStorage`` for ``url``, with a heartbeat when ``heartbeat`` is given: running trials record one every
-    ``heartbeat.interval`` seconds, and a trial silent for the grace period is failed and its parameters queued again
-    (``RetryHeartbeatStaleTrialCallback``; ``RetryFailedTrialCallback`` before Optuna 4.9).
-
-    Workers started together on a new database all try to create Optuna's tables; on PostgreSQL all but one fail
-    (``duplicate key value violates unique constraint "pg_type_typname_nsp_index"``, or a deadlock). Creating the
-    storage is therefore retried a few times: the tables the others made are then found. (A server that cannot be
-    reached is also retried, and its error raised after the last attempt.)
-
-    :param url: An SQLAlchemy URL (``postgresql://user:password@host:port/db``, ``sqlite:///study.db``, ...).
-    :param heartbeat: The heartbeat settings, or None for none.
-    :param attempts: How many times to try to create the storage.
-    :return: The storage.
+    Whether ``error`` is the database being unreachable for a while (worth a retry), not a wrong query: SQLAlchemy's
+    error for a lost or refused connection, also where Optuna wrapped it (its ``StorageInternalError``).
     """
     import sqlalchemy.exc
 
+    while error is not None:
+        if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or (
+            isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+        ):
+            return True
+        error = error.__cause__
+    return False
+
+
+class ResilientRDBStorage(optuna.storages.RDBStorage):
+    """
+    Optuna's ``RDBStorage`` whose calls ride out a database that cannot be reached for a while (a restart, a network
+    blip): a call that fails to reach it is retried, with a growing pause of at most a second, for ``retry_for``
+    seconds, and raises after that. With a heartbeat, ``retry_for`` is the grace period: the heartbeat thread (which
+    Optuna lets die on the first error) keeps its trial alive through any outage shorter than that, and the other
+    workers' calls wait it out too, so no live trial is failed. Connections are checked before use
+    (``pool_pre_ping``), so those the server closed while it was down are replaced.
+
+    :param retry_for: Seconds a call keeps retrying.
+    """
+
+    def __init__(self, url: str, *args: Any, retry_for: float = RETRY_WITHOUT_HEARTBEAT, **kwargs: Any) -> None:
+        self.retry_for = retry_for
+        super().__init__(url, *args, **kwargs)
+
+    def _retrying(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline, pause = None, 0.1
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except Exception as error:
+                if not _reconnects(error):
+                    raise
+                now = time.monotonic()
+                deadline = now + self.retry_for if deadline is None else deadline
+                if now >= deadline:
+                    raise
+                time.sleep(min(pause, deadline - now))
+                pause = min(2 * pause, 1.0)
+
+
+def _retried(name: str) -> Any:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    def retried(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retrying(method, self, *args, **kwargs)
+
+    retried.__name__, retried.__doc__ = name, method.__doc__
+    return retried
+
+
+# Every call that reads or writes the database (BaseStorage's interface and the heartbeat's), retried as above.
+for _name in [
+    *(name for name in vars(optuna.storages.BaseStorage) if not name.startswith("_") and name != "remove_session"),
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+]:
+    setattr(ResilientRDBStorage, _name, _retried(_name))
+
+
+def rdb_storage(url: str, heartbeat: Heartbeat | None = None, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """
+    A :class:`ResilientRDBStorage` for ``url``, with a heartbeat when ``heartbeat`` is given: running trials record one
+    every ``heartbeat.interval`` seconds, and a trial silent for the grace period is failed and its parameters queued
+    again (``RetryHeartbeatStaleTrialCallback``; ``RetryFailedTrialCallback`` before Optuna 4.9). A connection to a
+    PostgreSQL server times out after :data:`CONNECT_TIMEOUT` seconds.
+
+    Workers started together on a new database all try to create Optuna's tables; on PostgreSQL all but one fail
+    (``duplicate key value violates unique constraint "pg_type_typname_nsp_index"``, or a deadlock). Creating the
+    storage is therefore retried a few times: the tables the others made are then found. A server that cannot be
+    reached is also retried, and reported after the last attempt.
+
+    :param url: An SQLAlchemy URL (``postgresql://user@host:port/db``, ``sqlite:///study.db``, ...).
+    :param heartbeat: The heartbeat settings, or None for none.
+    :param attempts: How many times to try to create the storage.
+    :return: The storage.
+    :raises ConnectionError: when the database cannot be reached in ``attempts`` attempts.
+    """
+    import sqlalchemy
+    import sqlalchemy.exc
+
     storages = optuna.storages
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
+    if sqlalchemy.engine.make_url(url).get_backend_name().startswith("postgresql"):
+        kwargs["engine_kwargs"]["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if heartbeat is not None:
-            kwargs = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace_period}
+            kwargs |= {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace_period}
+            kwargs["retry_for"] = heartbeat.grace_period
             if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):
                 retry = storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
                 kwargs["heartbeat_stale_trial_callback"] = retry
@@ -159,12 +237,62 @@ def rdb_storage(url: str, heartbeat: Heartbeat | None = None, attempts: int = 5)
                 kwargs["failed_trial_callback"] = storages.RetryFailedTrialCallback(max_retry=heartbeat.max_retry)
         for attempt in range(attempts):
             try:
-                return storages.RDBStorage(url, **kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
+                return ResilientRDBStorage(url, **kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as error:
                 if attempt == attempts - 1:
+                    if isinstance(error, sqlalchemy.exc.OperationalError):
+                        raise ConnectionError(
+                            f"The storage {display_url(url)} cannot be reached ({attempts} attempts): {error.orig}"
+                        ) from error
                     raise
                 time.sleep(0.2 + random.random())  # another worker is creating the tables
     raise AssertionError("unreachable")
+
+
+class SurvivingStudy(optuna.Study):
+    """
+    A study whose ``optimize`` goes on when the trial it ran was failed by another worker meanwhile (its heartbeat
+    was silent for longer than the grace period, in an outage of the database longer than that; the trial's
+    parameters were queued again for a live worker): Optuna refuses to record the result of a failed trial and
+    raises, which would end the worker; here it is logged, and the worker goes on to its next trial.
+    """
+
+    def optimize(  # type: ignore[override]
+        self,
+        func: Any,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        n_jobs: int = 1,
+        catch: Any = (),
+        callbacks: Any = None,
+        gc_after_trial: bool = False,
+        show_progress_bar: bool = False,
+    ) -> None:
+        if n_jobs != 1 or show_progress_bar:  # one trial at a time is what this needs
+            return super().optimize(func, n_trials, timeout, n_jobs, catch, callbacks, gc_after_trial, show_progress_bar)
+        start, done = time.monotonic(), 0
+        while n_trials is None or done < n_trials:
+            left = None if timeout is None else timeout - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                return
+            before = {trial.number for trial in self.get_trials(deepcopy=False)}
+            try:
+                super().optimize(func, 1, left, 1, catch, callbacks, gc_after_trial, False)
+            except (ValueError, AssertionError) as error:
+                # Optuna's refusal to tell a trial that is no longer running (its "Cannot tell a FAIL trial", or the
+                # assertion its clean-up then trips over), for a trial this call started that is now failed.
+                refused = str(error).startswith("Cannot tell a FAIL trial") or "Should not reach" in str(error)
+                failed = [t for t in self.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in before]
+                if not (refused and failed):
+                    raise
+                optuna.logging.get_logger("optuna").warning(
+                    f"Trial {failed[0].number} was failed by another worker while it ran (its heartbeat was silent for "
+                    f"longer than the grace period): its result is not recorded, its parameters were queued again. "
+                    f"Going on with the next trial. ({error})"
+                )
+            done += 1
+            if self._stop_flag:  # a callback stopped the study (MaxTrialsCallback)
+                return
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -234,7 +362,8 @@ def rdb_patches(heartbeat: Heartbeat | None) -> Iterator[None]:
         storage = kwargs.get("storage")
         if not isinstance(storage, str) or is_journal(storage):
             return create_study(*args, **kwargs)
-        study = create_study(*args, **{**kwargs, "storage": rdb_storage(storage, heartbeat)})
+        created = create_study(*args, **{**kwargs, "storage": rdb_storage(storage, heartbeat)})
+        study = SurvivingStudy(created.study_name, created._storage, created.sampler, created.pruner)
         if heartbeat is not None:
             with_heartbeat.append(study)
         # Trials of workers that died while no worker was running (all of them dead, then restarted) are failed and
