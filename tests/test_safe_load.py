@@ -162,3 +162,23 @@ def test_an_unsupported_compression_method_is_a_damaged_file(saved: Path, tmp_pa
     (tmp_path / "method.zip").write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"not a model saved with save\(\) \(a zip file\)"):
         REINFORCE.load(tmp_path / "method.zip")
+
+
+def test_vec_normalize_statistics_load_without_code(tmp_path: Path) -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_reinforce import load_vec_normalize
+
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    REINFORCE("MlpPolicy", env, n_steps=16, seed=0).learn(64)
+    env.save(str(tmp_path / "vecnormalize.pkl"))
+    loaded = load_vec_normalize(tmp_path / "vecnormalize.pkl", make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    np.testing.assert_array_equal(loaded.obs_rms.mean, env.obs_rms.mean)
+    assert loaded.ret_rms.count == env.ret_rms.count and loaded.num_envs == 2
+
+    ran = tmp_path / "ran"
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(Payload(ran)))
+    with pytest.raises(CodeInFileError, match=r"evil.pkl: it needs builtins.exec, which is code"):
+        load_vec_normalize(tmp_path / "evil.pkl", make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    assert not ran.exists()

@@ -58,6 +58,8 @@ _EXACT = {
     *(("numpy.random._pickle", name) for name in ("__generator_ctor", "__bit_generator_ctor", "__randomstate_ctor")),
     *(("stable_baselines3.common.utils", name) for name in ("ConstantSchedule", "FloatSchedule", "LinearSchedule")),
     ("rl_zoo3.utils", "SimpleLinearSchedule"),
+    ("stable_baselines3.common.running_mean_std", "RunningMeanStd"),
+    ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"),
     ("torch._utils", "_rebuild_tensor_v2"),
     ("torch._utils", "_rebuild_parameter"),
 }
@@ -212,6 +214,31 @@ def check_save_file(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, A
     if missing:
         raise ValueError(f"{path} is an incomplete REINFORCE save: it has no {', '.join(missing)}")
     return data
+
+
+def load_vec_normalize(path: str | os.PathLike, venv: Any, trusted: bool = False) -> Any:
+    """
+    SB3's ``VecNormalize.load(path, venv)`` (the statistics ``vecnormalize.pkl`` holds, wrapped around ``venv``),
+    without running code from the file: it is read with :class:`RestrictedUnpickler`, and a file that needs anything
+    else raises :class:`CodeInFileError` before it runs. ``trusted=True`` is SB3's own ``VecNormalize.load``.
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    if trusted:
+        return VecNormalize.load(str(path), venv)
+    with open(path, "rb") as file:
+        try:
+            vec_normalize = RestrictedUnpickler(file).load()
+        except pickle.UnpicklingError as error:
+            if refused_global(error):
+                raise code_error(path, f"it needs {refused_global(error)}") from error
+            raise ValueError(f"{path} is not a readable VecNormalize file: {error}") from error
+        except (EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
+            raise ValueError(f"{path} is not a readable VecNormalize file: {error}") from error
+    if not isinstance(vec_normalize, VecNormalize):
+        raise ValueError(f"{path} is not a VecNormalize file (it holds a {type(vec_normalize).__name__})")
+    vec_normalize.set_venv(venv)
+    return vec_normalize
 
 
 def check_loaded_state(path: Any, policy: Any, return_moments: tuple[float, float] | None) -> None:
