@@ -20,8 +20,6 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_reinforce import REINFORCE
 
-th.set_num_threads(1)
-
 
 class DictEnv(gym.Env):
     def __init__(self):
@@ -58,21 +56,27 @@ def run(env_id, steps=1536, n_envs=2, **kw):
     return digest(m)
 
 
-rows = []
-for baseline, inc in itertools.product(["none", "mean", "value"], ["carry", "drop", "bootstrap"]):
-    if inc == "bootstrap" and baseline != "value":
-        continue
-    rows.append((f"CartPole {baseline}/{inc}", run("CartPole-v1", baseline=baseline, incomplete_episodes=inc)))
-    rows.append(
-        (
-            f"Pendulum(truncation) {baseline}/{inc}",
-            run("Pendulum-v1", steps=1024, baseline=baseline, incomplete_episodes=inc, normalize_advantage=True),
+def main() -> None:
+    rows = []
+    for baseline, inc in itertools.product(["none", "mean", "value"], ["carry", "drop", "bootstrap"]):
+        if inc == "bootstrap" and baseline != "value":
+            continue
+        rows.append((f"CartPole {baseline}/{inc}", run("CartPole-v1", baseline=baseline, incomplete_episodes=inc)))
+        rows.append(
+            (
+                f"Pendulum(truncation) {baseline}/{inc}",
+                run("Pendulum-v1", steps=1024, baseline=baseline, incomplete_episodes=inc, normalize_advantage=True),
+            )
         )
-    )
-rows.append(("CartPole action_prob_floor", run("CartPole-v1", policy_kwargs=dict(action_prob_floor=0.1))))
-rows.append(("Pendulum min_std", run("Pendulum-v1", steps=1024, policy_kwargs=dict(min_std=0.2))))
-rows.append(("Pendulum gSDE", run("Pendulum-v1", steps=1024, use_sde=True, sde_sample_freq=4)))
-rows.append(("Dict obs", run(DictEnv)))
-rows.append(("MultiDiscrete-free Box action carry cap", run("MountainCarContinuous-v0", steps=1024, carry_max_steps=50)))
-for name, d in rows:
-    print(f"{name:45s} {d}")
+    rows.append(("CartPole action_prob_floor", run("CartPole-v1", policy_kwargs=dict(action_prob_floor=0.1))))
+    rows.append(("Pendulum min_std", run("Pendulum-v1", steps=1024, policy_kwargs=dict(min_std=0.2))))
+    rows.append(("Pendulum gSDE", run("Pendulum-v1", steps=1024, use_sde=True, sde_sample_freq=4)))
+    rows.append(("Dict obs", run(DictEnv)))
+    rows.append(("MultiDiscrete-free Box action carry cap", run("MountainCarContinuous-v0", steps=1024, carry_max_steps=50)))
+    for name, d in rows:
+        print(f"{name:45s} {d}")
+
+
+if __name__ == "__main__":
+    th.set_num_threads(1)
+    main()

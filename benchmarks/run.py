@@ -265,9 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: Path = args.results or (SMOKE["results"] if args.smoke else DEFAULT_RESULTS)
     seeds = args.seeds if args.seeds is not None else (SMOKE["seeds"] if args.smoke else SEEDS)
     suites = list(SUITES) if args.suite == "all" else [args.suite]
+    if seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {seeds}")
     specs, skipped = plan(suites, args.envs, args.names, seeds, args.smoke)
     for line in skipped:
         print(f"not started: {line}")
+    if not specs:
+        names = sorted({name for suite in suites for name in SUITES[suite].runs})
+        parser.error(f"no run of suite {args.suite} matches --envs / --algos (run names or algorithms: {', '.join(names)})")
     done = finished(results)
     todo: dict[str, list[dict[str, Any]]] = {}
     already = copies = 0

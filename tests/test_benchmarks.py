@@ -242,3 +242,15 @@ def test_enqueued_defaults_are_reinforces_defaults(run_module: ModuleType, monke
     assert converted == {name: defaults[name] for name in converted}
     policy = REINFORCE("MlpPolicy", "CartPole-v1").policy
     assert policy_kwargs == {"net_arch": policy.net_arch, "activation_fn": policy.activation_fn}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--algos", "foo"], "no run of suite main matches --envs / --algos"), (["--seeds", "0"], "--seeds must be at least 1")],
+)
+def test_run_refuses_a_plan_of_no_run(
+    run_module: ModuleType, argv: list[str], message: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_module.main(["--suite", "main", *argv, "--dry-run"])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -203,3 +203,12 @@ def test_a_storage_password_moves_to_the_environment_before_rl_zoo3_records_the_
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "a password in the URL would be recorded" in error and "hunter2" not in error
+
+
+def test_help_without_the_zoo_installed_gives_the_install_hint(monkeypatch):
+    from sb3_reinforce.zoo import cli
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as on a core install: importing optuna fails
+    monkeypatch.delitem(sys.modules, "sb3_reinforce.zoo.storage", raising=False)
+    with pytest.raises(SystemExit, match=r"The RL Zoo is not installed .*pip install 'sb3-reinforce\[zoo\]'"):
+        cli.main(["--help"])

@@ -68,8 +68,8 @@ def _run_command(command: str) -> None:
     except ModuleNotFoundError as error:
         if error.name is None or not error.name.startswith("sb3_reinforce"):
             raise SystemExit(
-                f"{command} needs {error.name}, which is not installed: pip install 'sb3-reinforce[zoo]' "
-                f"(plots also need rl_zoo3's plotting extras, e.g. pip install seaborn)"
+                f"{command} needs {error.name}, which is not installed: pip install 'sb3-reinforce[zoo,extra]' "
+                "(the zoo, and the plotting, progress bar and TensorBoard packages)"
             ) from error
         raise
 
@@ -189,7 +189,10 @@ def main(argv: list[str] | None = None) -> None:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        from sb3_reinforce.zoo.storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+        try:
+            from sb3_reinforce.zoo.storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+        except ImportError as error:
+            raise SystemExit(f"The RL Zoo is not installed ({error}): pip install 'sb3-reinforce[zoo]'") from None
 
         print(USAGE.format(config=default_config_path(), interval=DEFAULT_HEARTBEAT_INTERVAL, grace=DEFAULT_GRACE_PERIOD))
         return
