@@ -250,3 +250,20 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(normalize_advantage="yes"), TypeError, "normalize_advantage must be True or False, got 'yes'"),
+        (dict(normalize_advantage=None), TypeError, "normalize_advantage must be True or False, got None"),
+        (dict(sde_sample_freq="x"), ValueError, "sde_sample_freq must be an integer >= 1, or -1"),
+        (dict(stats_window_size=0), ValueError, "stats_window_size must be an integer >= 1, got 0"),
+        (dict(env=42), TypeError, r"env must be a gymnasium.Env, a VecEnv or a registered env id \(str\), got 42"),
+        (dict(policy_kwargs=dict(net_arch="big")), ValueError, r"policy_kwargs\['net_arch'\] must be a list of layer sizes"),
+        (dict(policy_kwargs=dict(net_arch=dict(pi=[8], critic=[8]))), ValueError, r"got \{'pi': \[8\], 'critic': \[8\]\}"),
+    ],
+)
+def test_every_constructor_argument_is_checked(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        REINFORCE("MlpPolicy", **{"env": "CartPole-v1", **kwargs})

@@ -114,6 +114,9 @@ HYPERPARAMETERS = (
     "carry_max_steps",
     "carry_max_bytes",
     "update_chunk_size",
+    "normalize_advantage",
+    "use_sde",
+    "sde_sample_freq",
 )
 
 
@@ -130,6 +133,9 @@ def validate_hyperparameters(
     carry_max_steps: int,
     carry_max_bytes: int,
     update_chunk_size: int | None,
+    normalize_advantage: bool,
+    use_sde: bool,
+    sde_sample_freq: int,
 ) -> None:
     """Raise a ``ValueError`` naming the argument and what it accepts."""
 
@@ -161,10 +167,44 @@ def validate_hyperparameters(
         raise ValueError(f"carry_max_steps must be an integer >= 1, got {carry_max_steps!r}")
     if not is_int(carry_max_bytes) or carry_max_bytes < 0:
         raise ValueError(f"carry_max_bytes must be an integer >= 0 (0: nothing is held over), got {carry_max_bytes!r}")
+    for name, flag in (("normalize_advantage", normalize_advantage), ("use_sde", use_sde)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if not is_int(sde_sample_freq) or sde_sample_freq < -1:
+        raise ValueError(
+            f"sde_sample_freq must be an integer >= 1, or -1 (only at the start of a rollout), got {sde_sample_freq!r}"
+        )
     if update_chunk_size is not None and (not is_int(update_chunk_size) or update_chunk_size < 1):
         raise ValueError(
             f"update_chunk_size must be an integer >= 1, or None (chosen from the observation size), got {update_chunk_size!r}"
         )
+
+
+def check_construction(env: Any, stats_window_size: Any) -> None:
+    """The constructor's arguments that SB3 uses at once (before REINFORCE's own checks): a clear error for each."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import VecEnv
+
+    if env is not None and not isinstance(env, (str, gym.Env, VecEnv)):
+        raise TypeError(f"env must be a gymnasium.Env, a VecEnv or a registered env id (str), got {env!r}")
+    if not isinstance(stats_window_size, (int, np.integer)) or isinstance(stats_window_size, bool) or stats_window_size < 1:
+        raise ValueError(f"stats_window_size must be an integer >= 1, got {stats_window_size!r}")
+
+
+def check_net_arch(net_arch: Any) -> None:
+    """``policy_kwargs["net_arch"]`` as SB3 reads it: a list of layer sizes, or a dict of them for ``pi`` and ``vf``."""
+
+    def sizes(value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and all(isinstance(size, (int, np.integer)) and size > 0 for size in value)
+
+    if net_arch is None or sizes(net_arch):
+        return
+    if isinstance(net_arch, dict) and set(net_arch) <= {"pi", "vf"} and all(sizes(value) for value in net_arch.values()):
+        return
+    raise ValueError(
+        "policy_kwargs['net_arch'] must be a list of layer sizes (e.g. [64, 64]) or a dict of them for the actor and "
+        f"the critic (e.g. dict(pi=[64, 64], vf=[64, 64])), got {net_arch!r}"
+    )
 
 
 def check_spaces(observation_space: spaces.Space | None, action_space: spaces.Space | None) -> None:

@@ -25,7 +25,7 @@ from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.utils import get_device, obs_as_tensor
 
-from sb3_reinforce.reinforce.checks import check_finite, diverged
+from sb3_reinforce.reinforce.checks import check_finite, check_net_arch, diverged
 from sb3_reinforce.reinforce.distributions import bounded_distribution
 from sb3_reinforce.reinforce.save_file import code_error, refused_global, restricted_pickle
 from sb3_reinforce.reinforce.type_aliases import Obs
@@ -55,6 +55,7 @@ class _ReinforcePolicyMixin:
         options = kwargs.pop(_saved_options_key(type(self)), None)
         if options is not None:
             action_prob_floor, min_std = options["action_prob_floor"], options["min_std"]
+        check_net_arch(kwargs.get("net_arch"))
         super().__init__(*args, **kwargs)
         # The action head SB3 built for its distribution fits ours: same parameters, another distribution on top.
         self.action_dist = bounded_distribution(self.action_space, self.action_dist, action_prob_floor, min_std)

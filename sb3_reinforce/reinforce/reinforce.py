@@ -158,6 +158,7 @@ class REINFORCE(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        checks.check_construction(env, stats_window_size)
         super().__init__(
             policy,
             env,
