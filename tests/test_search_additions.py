@@ -143,3 +143,18 @@ def test_put_entry_keeps_everything_else() -> None:
     }
     policy_kwargs = {"net_arch": {"pi": [64], "vf": [64]}, "activation_fn": __import__("torch").nn.Tanh, "ortho_init": False}
     assert best.python_text(policy_kwargs) == "dict(net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh, ortho_init=False)"
+
+
+def test_best_refuses_another_algorithm_s_study(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="a2c", storage=storage, direction="maximize")
+    study.set_user_attr("command", "python -m rl_zoo3.train --algo a2c --env CartPole-v1 -optimize --storage x")
+    params = {"one_minus_gamma": 0.01, "learning_rate": 3e-3, "lr_schedule": "constant", "n_steps": 64, "baseline": "value"}
+    params |= {"normalize_advantage": True, "ent_coef": 1e-3, "max_grad_norm": 0.5, "net_arch": "tiny"}
+    params |= {"activation_fn": "tanh", "incomplete_episodes": "carry"}
+    study.enqueue_trial(params)  # parameters REINFORCE's converter would read: only the recorded command tells
+    study.optimize(lambda trial: (sample_reinforce_params(trial, 0, 1, {}), 1.0)[1], n_trials=1)
+    with pytest.raises(SystemExit, match=r"study 'a2c' is a search of --algo a2c, not of REINFORCE"):
+        best.main(
+            ["--storage", storage, "--study-name", "a2c"], str(Path(__file__).parent.parent / "zoo_configs" / "reinforce.yml")
+        )

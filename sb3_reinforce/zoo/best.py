@@ -18,6 +18,7 @@ import optuna
 import yaml
 from torch import nn
 
+from sb3_reinforce.zoo import ALGO_NAME
 from sb3_reinforce.zoo.hyperparams_opt import convert_reinforce_params
 from sb3_reinforce.zoo.storage import display_url, open_storage
 
@@ -38,18 +39,23 @@ def python_text(value: Any) -> str:
     return text
 
 
-def env_of_study(study: optuna.Study) -> str | None:
-    """The ``--env`` of the command rl_zoo3 recorded when it created the study (user attribute ``command``)."""
+def recorded_argument(study: optuna.Study, name: str) -> str | None:
+    """The value of option ``name`` (``--env``, ``--algo``) in the command rl_zoo3 recorded when it created the study."""
     command = study.user_attrs.get("command")
     if not isinstance(command, str):
         return None
     args = shlex.split(command)
     for i, arg in enumerate(args):
-        if arg == "--env" and i + 1 < len(args):
+        if arg == name and i + 1 < len(args):
             return args[i + 1]
-        if arg.startswith("--env="):
+        if arg.startswith(f"{name}="):
             return arg.split("=", 1)[1]
     return None
+
+
+def env_of_study(study: optuna.Study) -> str | None:
+    """The ``--env`` of the command rl_zoo3 recorded when it created the study (user attribute ``command``)."""
+    return recorded_argument(study, "--env")
 
 
 def best_entry(study: optuna.Study, base: dict[str, Any], n_timesteps: int | None = None) -> dict[str, Any]:
@@ -62,6 +68,12 @@ def best_entry(study: optuna.Study, base: dict[str, Any], n_timesteps: int | Non
     :return: The entry, ``n_envs``, ``n_timesteps`` and ``policy`` first, then the rest sorted.
     :raises ValueError: When the study has no complete trial or is not a REINFORCE search.
     """
+    algo = recorded_argument(study, "--algo")
+    if algo is not None and algo != ALGO_NAME:
+        raise ValueError(
+            f"study {study.study_name!r} is a search of --algo {algo}, not of REINFORCE: its best trial is no "
+            "reinforce.yml entry (best writes entries from sb3-reinforce-zoo train --algo reinforce -optimize studies)"
+        )
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         raise ValueError(f"study {study.study_name!r} has no complete trial yet")
     trial = study.best_trial
