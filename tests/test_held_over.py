@@ -64,14 +64,14 @@ def test_the_byte_cap_drops_the_oldest_steps_of_any_env_first():
 
 def test_the_byte_cap_of_a_model_and_what_its_steps_weigh():
     env = DummyVecEnv([lambda: CountingEnv(length=1000)] * 2)
-    model = REINFORCE("MlpPolicy", env, n_steps=10, baseline="none", carry_max_bytes=30 * 24, seed=0)
+    model = REINFORCE("MlpPolicy", env, n_steps=10, baseline="none", carry_max_bytes=30 * 17, seed=0)
     collect = start(model)
     assert collect() is None
-    # 2 float32 observations, an int64 action (SB3's buffer keeps Discrete's dtype), a float32 reward and log-probability.
-    assert model._held_over.nbytes == 20 * 24
+    # 2 float32 observations, a one-byte action (SB3's buffer keeps Discrete's int64), a float32 reward and log-probability.
+    assert model._held_over.nbytes == 20 * 17 and model._held_over._blocks[0][0].actions.dtype == np.uint8
     for _ in range(3):
         assert collect() is None
-        assert model._held_over.nbytes <= 30 * 24 and len(model._held_over) == 30  # the oldest 10 of 40 dropped
+        assert model._held_over.nbytes <= 30 * 17 and len(model._held_over) == 30  # the oldest 10 of 40 dropped
     # Each rollout drops the oldest rollout's block (env 0's first, then env 1's): env 0 keeps its newest rollout only.
     np.testing.assert_array_equal(held_observations(model, 0)[:, 0], np.arange(30, 40))
     np.testing.assert_array_equal(held_observations(model, 1)[:, 0], np.arange(20, 40))
@@ -109,7 +109,7 @@ def test_images_are_held_as_uint8_and_read_back_exactly():
     collect()
     [block] = model._held_over._blocks[0]
     assert block.observations.dtype == np.uint8 and len(block) == 20
-    assert block.nbytes == 20 * (84 * 84 + 8 + 4 + 4)  # a byte a pixel: a quarter of the rollout buffer's float32
+    assert block.nbytes == 20 * (84 * 84 + 1 + 4 + 4)  # a byte a pixel: a quarter of the rollout buffer's float32
     batch = collect()  # the episode ends at step 30: the 20 held steps join the batch, read as float32
     observations = whole(batch).observations
     assert observations.dtype == np.float32

@@ -77,6 +77,21 @@ def storage_dtype(space: spaces.Space) -> np.dtype | dict[str, np.dtype]:
     return dtype if dtype.kind in "ui" and dtype.itemsize == 1 else np.dtype(np.float32)
 
 
+def action_storage_dtype(space: spaces.Space) -> np.dtype | None:
+    """
+    The dtype in which :class:`HeldOverSteps` keeps actions of ``space``: one byte for Discrete, MultiDiscrete and
+    MultiBinary actions of at most 256 choices (SB3's rollout buffer keeps them as int64: 8 bytes), ``None`` (the
+    rollout buffer's own) otherwise. A value that one byte cannot hold falls back to float32 (exact for them).
+    """
+    if isinstance(space, spaces.Discrete) and space.n <= 256:
+        return np.dtype(np.uint8)
+    if isinstance(space, spaces.MultiDiscrete) and int(np.max(space.nvec)) <= 256:
+        return np.dtype(np.uint8)
+    if isinstance(space, spaces.MultiBinary):
+        return np.dtype(np.uint8)
+    return None
+
+
 def _held_copy(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """
     A copy of ``array`` in ``dtype`` if that holds its values exactly, else in float32: a wrapper that changes the
@@ -97,13 +112,23 @@ class HeldOverSteps:
     :param max_bytes: At most this many bytes for all envs together; beyond it, the oldest steps (of any env) are
         dropped first.
     :param observation_dtype: See :func:`storage_dtype`.
+    :param action_dtype: The dtype actions are held in, where it holds them exactly (see :func:`action_storage_dtype`);
+        ``None``: as the rollout buffer gives them.
     """
 
-    def __init__(self, n_envs: int, max_steps: int, max_bytes: int, observation_dtype: np.dtype | dict[str, np.dtype]) -> None:
+    def __init__(
+        self,
+        n_envs: int,
+        max_steps: int,
+        max_bytes: int,
+        observation_dtype: np.dtype | dict[str, np.dtype],
+        action_dtype: np.dtype | None = None,
+    ) -> None:
         self.n_envs = n_envs
         self.max_steps = max_steps
         self.max_bytes = max_bytes
         self.observation_dtype = observation_dtype
+        self.action_dtype = action_dtype
         self.clear()
 
     def clear(self) -> None:
@@ -141,7 +166,8 @@ class HeldOverSteps:
         else:
             assert not isinstance(self.observation_dtype, dict)
             observations = _held_copy(steps.observations, self.observation_dtype)
-        block = Steps(observations, steps.actions.copy(), steps.rewards.copy(), steps.log_probs.copy())
+        actions = steps.actions.copy() if self.action_dtype is None else _held_copy(steps.actions, self.action_dtype)
+        block = Steps(observations, actions, steps.rewards.copy(), steps.log_probs.copy())
         self._blocks[env].append(block)
         self._ages[env].append(self._rollouts)
         self.nbytes += block.nbytes

@@ -30,7 +30,7 @@ from sb3_reinforce.reinforce.estimator import (
     policy_gradient_loss,
     update_scale,
 )
-from sb3_reinforce.reinforce.held_over import HeldOverSteps, Steps, storage_dtype
+from sb3_reinforce.reinforce.held_over import HeldOverSteps, Steps, action_storage_dtype, storage_dtype
 from sb3_reinforce.reinforce.policies import (
     CnnPolicy,
     MlpPolicy,
@@ -218,8 +218,10 @@ class REINFORCE(OnPolicyAlgorithm):
             super()._setup_model()
         except TypeError as error:  # SB3 builds the policy with policy_kwargs: name the key it refused
             raise policy_kwargs_error(error, self.policy_class, self.policy_kwargs) from error
-        observation_dtype = storage_dtype(self.observation_space)
-        self._held_over = HeldOverSteps(self.n_envs, self.carry_max_steps, self.carry_max_bytes, observation_dtype)
+        observation_dtype, action_dtype = storage_dtype(self.observation_space), action_storage_dtype(self.action_space)
+        self._held_over = HeldOverSteps(
+            self.n_envs, self.carry_max_steps, self.carry_max_bytes, observation_dtype, action_dtype
+        )
         if self._return_moments is not None:  # a loaded model: saved as a JSON list
             mean, var = self._return_moments
             self._return_moments = (float(mean), float(var))
