@@ -182,3 +182,14 @@ def test_vec_normalize_statistics_load_without_code(tmp_path: Path) -> None:
     with pytest.raises(CodeInFileError, match=r"evil.pkl: it needs builtins.exec, which is code"):
         load_vec_normalize(tmp_path / "evil.pkl", make_vec_env("Pendulum-v1", n_envs=2, seed=0))
     assert not ran.exists()
+
+
+def test_a_member_that_fails_its_checksum_is_named(saved: Path, tmp_path: Path) -> None:
+    raw = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as archive:
+        info = archive.getinfo("policy.pth")
+    middle = info.header_offset + 30 + len(info.filename) + info.compress_size // 2
+    raw[middle] ^= 0xFF
+    (tmp_path / "flipped.zip").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"is damaged: its member 'policy.pth' does not match its checksum \(CRC\)"):
+        REINFORCE.load(tmp_path / "flipped.zip")

@@ -3,6 +3,7 @@ The search additions that need no server: the heartbeat patches and the waiting 
 options of ``train``, and ``best``'s yml writing. (``test_scale_out.py`` runs them against real servers.)
 """
 
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -158,3 +159,17 @@ def test_best_refuses_another_algorithm_s_study(tmp_path: Path) -> None:
         best.main(
             ["--storage", storage, "--study-name", "a2c"], str(Path(__file__).parent.parent / "zoo_configs" / "reinforce.yml")
         )
+
+
+def test_best_reports_a_missing_file_folder_or_database_client_in_one_line(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.set_user_attr("command", "sb3-reinforce-zoo train --algo reinforce --env CartPole-v1 -optimize")
+    study.optimize(lambda trial: (sample_reinforce_params(trial, 0, 1, {}), 1.0)[1], n_trials=1)
+    with pytest.raises(SystemExit, match=r"-conf .*missing.yml: No such file or directory"):
+        best.main(["--storage", storage, "--study-name", "s", "-conf", str(tmp_path / "missing.yml")], "")
+    with pytest.raises(SystemExit, match=r"-o .*nodir/x.yml: the folder .*nodir does not exist"):
+        best.main(["--storage", storage, "--study-name", "s", "-o", str(tmp_path / "nodir" / "x.yml")], "")
+    if importlib.util.find_spec("psycopg2") is None:  # the client a postgresql+psycopg2:// URL asks for
+        with pytest.raises(SystemExit, match=r"needs a database client that is not installed .*\[distributed\]"):
+            best.main(["--storage", "postgresql+psycopg2://u@127.0.0.1:1/db", "--study-name", "s"], "")

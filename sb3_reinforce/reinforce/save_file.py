@@ -186,6 +186,9 @@ def check_save_file(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, A
                     f"{path} is refused: its 'data' entry unpacks to {archive.getinfo('data').file_size / 2**20:.0f} MiB, "
                     f"more than a model's ever needs (at most {MAX_DATA_BYTES // 2**20} MiB are read)"
                 )
+            damaged = archive.testzip()  # every member read once against its checksum (weights are a few MB)
+            if damaged is not None:
+                raise ValueError(f"{path} is damaged: its member {damaged!r} does not match its checksum (CRC)")
             raw_data = archive.read("data").decode() if "data" in members else None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, UnicodeDecodeError) as error:
         raise ValueError(

@@ -10,6 +10,7 @@ and with ``--output FILE`` written into FILE with a round-trip YAML library (rua
 
 import argparse
 import io
+import os
 import shlex
 import sys
 from typing import Any
@@ -192,18 +193,30 @@ def main(argv: list[str], default_conf: str) -> None:
     parser.add_argument("-o", "--output", help="yml file to write the entry into (replaced if present, else added)")
     args = parser.parse_args(argv)
 
+    if args.output and not os.path.isdir(os.path.dirname(args.output) or "."):
+        raise SystemExit(f"-o {args.output}: the folder {os.path.dirname(args.output)} does not exist")
     try:
         study = optuna.load_study(study_name=args.study_name, storage=open_storage(args.storage))
     except FileNotFoundError as error:
         raise SystemExit(str(error)) from error
     except KeyError as error:
         raise SystemExit(f"No study {args.study_name!r} in {display_url(args.storage)}") from error
+    except ImportError as error:  # Optuna's "Failed to import DB access module" for a database client not installed
+        raise SystemExit(
+            f"--storage {display_url(args.storage)} needs a database client that is not installed ({error}): "
+            "pip install 'sb3-reinforce[distributed]' (PostgreSQL)"
+        ) from error
     env = args.env or env_of_study(study)
     if env is None:
         raise SystemExit(f"Study {args.study_name!r} does not record its env: give --env")
     conf = args.conf_file or default_conf
-    with open(conf) as file:
-        entries = yaml.safe_load(file) or {}
+    try:
+        with open(conf) as file:
+            entries = yaml.safe_load(file) or {}
+    except OSError as error:
+        raise SystemExit(f"-conf {conf}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise SystemExit(f"-conf {conf} is not a YAML file: {error}") from error
     base = entries.get(env, entries.get("default"))
     if not isinstance(base, dict):
         raise SystemExit(f"{conf} has no entry for {env}: give -conf with the entry the search used")
