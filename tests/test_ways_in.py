@@ -119,6 +119,19 @@ def test_zoo_continue_training_checks_params_before_training_or_writing(tmp_path
     assert not list(tmp_path.rglob("config.yml")) and not list(tmp_path.rglob("*.zip"))
 
 
+@pytest.mark.parametrize("params", ["gamma:1.5", "\"baseline:'valeu'\"", "unknown_key:1"])
+def test_zoo_train_with_bad_params_says_so_in_one_line_and_leaves_no_run_folder(tmp_path, params):
+    pytest.importorskip("rl_zoo3")
+    command = f"train --algo reinforce --env CartPole-v1 -n 256 -f logs --num-threads 1 -params {params}"
+    result = zoo(command, tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    name = params.strip('"').split(":")[0]
+    assert result.stderr.startswith("sb3-reinforce-zoo train: ") and name in result.stderr.splitlines()[-1]
+    assert list((tmp_path / "logs" / "reinforce").iterdir()) == []  # the next plain enjoy finds no empty run
+    verbose = zoo(f"{command} --verbose 2", tmp_path, check=False)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
 @pytest.mark.parametrize("storage", ["sqlite:///missing.db", "missing.log"])
 def test_best_on_a_missing_storage_says_so_and_creates_nothing(tmp_path, storage):
     pytest.importorskip("optuna")

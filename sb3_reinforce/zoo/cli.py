@@ -6,7 +6,9 @@ rl_zoo3's own parser reads the command line. For ``train``, REINFORCE's addition
 parser returns (a hook on its ``parse_args`` while ``train`` runs): the packaged ``reinforce.yml`` when ``--algo
 reinforce`` comes without ``-conf``, a clear error for a hyper-parameter file that is not valid YAML, and the
 ``--heartbeat-interval`` / ``--grace-period`` options of a search on an RDB storage
-(:mod:`sb3_reinforce.zoo.storage`).
+(:mod:`sb3_reinforce.zoo.storage`), a ``--storage`` password moved out of what rl_zoo3 records, and hyper-parameters
+REINFORCE refuses reported in one line (the traceback with ``--verbose 2``), the run folder rl_zoo3 had created for
+the run removed.
 """
 
 import argparse
@@ -14,7 +16,9 @@ import contextlib
 import importlib
 import os
 import runpy
+import shutil
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
@@ -128,6 +132,20 @@ def _heartbeat(parser: argparse.ArgumentParser, args: argparse.Namespace) -> "He
         parser.error(f"--heartbeat-interval / --grace-period: {error}")
 
 
+def _run_folder(args: argparse.Namespace) -> Path | None:
+    """
+    The folder in which rl_zoo3's ``train`` (not a search) will save this run: ``LOG/ALGO/ENV_N``, N one more than the
+    latest run's (rl_zoo3's own rule, with its ``get_latest_run_id``); ``None`` with ``--uuid`` (a random suffix).
+    """
+    from huggingface_sb3 import EnvironmentName
+    from rl_zoo3.utils import get_latest_run_id
+
+    if args.optimize_hyperparameters or args.uuid:
+        return None
+    log_path, env_name = f"{args.log_folder}/{args.algo}/", EnvironmentName(args.env)
+    return Path(log_path, f"{env_name}_{get_latest_run_id(log_path, env_name) + 1}")
+
+
 def _train() -> None:
     """rl_zoo3's ``train``, with REINFORCE's additions made on what its parser returns (see the module docstring)."""
     from rl_zoo3 import train as zoo_train
@@ -135,6 +153,7 @@ def _train() -> None:
     from sb3_reinforce.zoo.storage import rdb_patches
 
     parse_args = argparse.ArgumentParser.parse_args
+    run: dict[str, Any] = {}  # the run folder rl_zoo3 will create, and --verbose
     with contextlib.ExitStack() as stack:
 
         def parse_with_additions(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> argparse.Namespace:
@@ -146,6 +165,7 @@ def _train() -> None:
             _check_hyperparameter_file(parser, parsed.conf_file)
             stack.enter_context(rdb_patches(_heartbeat(parser, parsed)))
             del parsed.heartbeat_interval, parsed.grace_period  # rl_zoo3 saves its arguments
+            run.update(folder=_run_folder(parsed), verbose=parsed.verbose)
             return parsed
 
         stack.enter_context(mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_additions))
@@ -153,6 +173,13 @@ def _train() -> None:
             zoo_train.train()
         except ConnectionError as error:  # the storage's server cannot be reached (storage.rdb_storage)
             raise SystemExit(f"sb3-reinforce-zoo train: {error}") from None
+        except (ValueError, TypeError) as error:  # REINFORCE's checks of its hyper-parameters (or load's)
+            folder = run.get("folder")
+            if folder is not None and folder.is_dir() and not any(folder.rglob("*.zip")):
+                shutil.rmtree(folder)  # nothing trained: the next enjoy must not take it for the latest run
+            if run.get("verbose", 1) >= 2:
+                raise
+            raise SystemExit(f"sb3-reinforce-zoo train: {error} (--verbose 2 shows where)") from None
 
 
 def _without_password(args: list[str]) -> list[str]:
