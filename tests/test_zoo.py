@@ -1,6 +1,7 @@
 """The rl_zoo3 entry really runs: train, enjoy, hyper-parameters from the yml, errors, optimisation, shared studies."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,22 @@ def test_help_without_the_zoo_installed_gives_the_install_hint(monkeypatch):
     monkeypatch.delitem(sys.modules, "sb3_reinforce.zoo.storage", raising=False)
     with pytest.raises(SystemExit, match=r"The RL Zoo is not installed .*pip install 'sb3-reinforce\[zoo\]'"):
         cli.main(["--help"])
+
+
+@pytest.mark.slow
+def test_record_training_records_each_checkpoint_of_a_reinforce_run(tmp_path: Path) -> None:
+    """rl_zoo3 records each checkpoint with `python -m rl_zoo3.record_video`, where REINFORCE is not registered."""
+    zoo("train --algo reinforce --env CartPole-v1 -n 2000 --save-freq 1000 -f logs --num-threads 1", tmp_path)
+    env = {**ENV, "SDL_VIDEODRIVER": "dummy"}
+    command = [sys.executable, "-m", "sb3_reinforce.zoo", "record_training", "--algo", "reinforce", "--env", "CartPole-v1"]
+    command += ["-f", "logs", "--exp-id", "1", "-n", "20"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert "invalid choice" not in result.stderr, result.stderr[-2000:]
+    videos = sorted(path.name for path in (tmp_path / "logs" / "reinforce" / "CartPole-v1_1" / "videos").glob("*.mp4"))
+    assert [name.split("-step")[0] for name in videos if "_with_text" not in name] == [
+        "checkpoint-1000-reinforce-CartPole-v1",
+        "checkpoint-2000-reinforce-CartPole-v1",
+        "final-model-reinforce-CartPole-v1",
+    ], result.stderr[-2000:]
+    if shutil.which("ffmpeg"):  # rl_zoo3 joins them with the ffmpeg program
+        assert result.returncode == 0 and "training.mp4" in videos, result.stderr[-2000:]

@@ -62,10 +62,31 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _record_video_here(call: Any) -> Any:
+    """
+    ``subprocess.call`` for rl_zoo3's ``record_training``, which records each checkpoint by running
+    ``python -m rl_zoo3.record_video`` in a subprocess: there REINFORCE is not registered (rl_zoo3 has no plugin entry
+    point), and rl_zoo3 offers no option for the command it runs, so that one command is sent to this entry point,
+    with this interpreter, instead; any other call is left as it is.
+    """
+
+    def redirected(args: Any, *more: Any, **kwargs: Any) -> Any:
+        if isinstance(args, list) and args[:3] == ["python", "-m", "rl_zoo3.record_video"]:
+            args = [sys.executable, "-m", "sb3_reinforce.zoo", "record_video", *args[3:]]
+        return call(args, *more, **kwargs)
+
+    return redirected
+
+
 def _run_command(command: str) -> None:
     module_name, function = COMMANDS[command]
     try:
-        if function is None:
+        if command == "record_training":
+            import subprocess
+
+            with mock.patch.object(subprocess, "call", _record_video_here(subprocess.call)):
+                runpy.run_module(module_name, run_name="__main__", alter_sys=True)
+        elif function is None:
             runpy.run_module(module_name, run_name="__main__", alter_sys=True)
         else:
             getattr(importlib.import_module(module_name), function)()
