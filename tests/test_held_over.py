@@ -11,8 +11,9 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_reinforce import REINFORCE
+from sb3_reinforce import REINFORCE, NonFiniteError
 from sb3_reinforce.reinforce.held_over import HeldOverSteps, Steps
+from tests.callbacks import StopAfter, TrainLog
 from tests.envs import CountingEnv
 from tests.rollouts import held_observations, start, whole
 
@@ -194,3 +195,69 @@ def test_observations_a_wrapper_changed_are_held_as_float32_not_rounded():
     first, second = store.pop(0)
     assert first.observations.dtype == np.uint8 and second.observations.dtype == np.float32
     np.testing.assert_array_equal(second.observations, normalised.observations)
+
+
+def _counting_model(length: int, env_cls: type = CountingEnv, **env_kwargs) -> REINFORCE:
+    env = DummyVecEnv([lambda: env_cls(length=length, **env_kwargs)])
+    return REINFORCE("MlpPolicy", env, n_steps=4, gamma=1.0, baseline="none", incomplete_episodes="carry", seed=0)
+
+
+@pytest.mark.parametrize(
+    ("length", "carried", "return_mean"),
+    [
+        # Episode 0 (10 steps): 4 steps held, 3 abandoned, then steps 7-9 end it. The held steps' true returns are
+        # 10, 9, 8, 7, but the env went on without them: they are dropped, and only steps 7-9 (returns 3, 2, 1) count.
+        # Kept, the held steps would be used with returns 7, 6, 5, 4 (4 carried steps, return mean 4): not theirs.
+        (10, 0, 2.0),
+        # Episode 0 (6 steps) ends inside the abandoned part; its held steps were joined to episode 1 (8 carried
+        # steps, returns 9..2, mean 5). Now only episode 1's own held steps 1-4 (returns 5, 4, 3, 2) and step 5.
+        (6, 4, 3.0),
+    ],
+)
+def test_a_rollout_stopped_by_a_callback_drops_the_held_over_steps(length, carried, return_mean):
+    model = _counting_model(length)
+    model.learn(4)
+    model.learn(4, callback=StopAfter(3), reset_num_timesteps=False)
+    log = TrainLog()
+    model.learn(8, callback=log, reset_num_timesteps=False)
+    assert len(log.updates) == 1
+    assert log.updates[0]["train/carried_steps"] == carried
+    assert log.updates[0]["train/return_mean"] == pytest.approx(return_mean)
+
+
+class NanRewardOnce(CountingEnv):
+    """A CountingEnv whose ``at``-th step (counting from 1 over the env's life) returns a NaN reward."""
+
+    def __init__(self, length: int, at: int):
+        super().__init__(length=length)
+        self.at, self.calls = at, 0
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.calls += 1
+        return obs, float("nan") if self.calls == self.at else reward, terminated, truncated, info
+
+
+def test_a_rollout_abandoned_by_an_error_drops_the_held_over_steps():
+    model = _counting_model(10, env_cls=NanRewardOnce, at=6)
+    model.learn(4)  # episode 0, steps 0-3 held over
+    with pytest.raises(NonFiniteError):
+        model.learn(4, reset_num_timesteps=False)  # steps 4-7, with a NaN reward at step 5
+    log = TrainLog()
+    model.learn(4, callback=log, reset_num_timesteps=False)  # steps 8, 9 end episode 0, then episode 1
+    # Kept, the held steps 0-3 would get returns 6, 5, 4, 3 (their true returns are 10, 9, 8, 7).
+    assert log.updates[0]["train/carried_steps"] == 0
+    assert log.updates[0]["train/return_mean"] == pytest.approx(1.5)  # steps 8, 9: returns 2, 1
+
+
+def test_held_over_steps_are_copies_that_do_not_keep_old_rollout_buffers_alive():
+    env = DummyVecEnv([lambda: CountingEnv(length=50) for _ in range(2)])
+    model = REINFORCE("MlpPolicy", env, n_steps=8, baseline="none", incomplete_episodes="carry", seed=0)
+    model.learn(16)  # one rollout of 8 steps per env, all held over
+    buffer = model.rollout_buffer
+    for env in range(2):
+        [held] = model._held_over._blocks[env]  # one block per rollout
+        assert len(held) == 8
+        for array in (held.observations, held.actions, held.rewards, held.log_probs):
+            assert array.base is None or array.base.nbytes == array.nbytes  # owns its memory, no larger block
+            assert not np.shares_memory(array, buffer.observations) and not np.shares_memory(array, buffer.rewards)

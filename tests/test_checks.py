@@ -1,28 +1,18 @@
 """
-Every way into a model checks its input as the constructor does (load with kwargs and custom_objects, the zoo's
-``-i ... -params``, policy files, ``best``, type checkers), and a crash during ``save`` never destroys the previous
-save. Each case is written the way a user meets it.
+Every argument is checked, on every way in, as the constructor checks it: the constructor, load with kwargs and
+custom_objects, the zoo's ``train`` (``-params``, ``-i``), ``best``, type checkers. Each case is written the way a
+user meets it.
 """
 
-import os
-import random
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from unittest import mock
 
-import numpy as np
 import pytest
-import torch as th
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_reinforce import REINFORCE
-from sb3_reinforce.reinforce import MlpPolicy
 from sb3_reinforce.reinforce.checks import NOT_REINFORCE_ARGUMENTS
 from tests.zoo_workers import zoo
 
@@ -81,25 +71,7 @@ def test_an_unknown_baseline_set_after_construction_fails_loudly():
         model.learn(256)  # the first update after an episode ends
 
 
-def test_a_policy_file_without_reinforce_options_loads_with_sb3s_policy(tmp_path):
-    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
-    model.policy.save(tmp_path / "policy.pth")
-    policy = ActorCriticPolicy.load(tmp_path / "policy.pth")
-    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    np.testing.assert_array_equal(policy.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
-
-
-def test_a_policy_file_with_reinforce_options_names_its_loader(tmp_path):
-    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0, policy_kwargs=dict(action_prob_floor=0.1))
-    model.policy.save(tmp_path / "policy.pth")
-    with pytest.raises(TypeError, match=r"load this file with sb3_reinforce\.reinforce\.MlpPolicy\.load"):
-        ActorCriticPolicy.load(tmp_path / "policy.pth")
-    policy = MlpPolicy.load(tmp_path / "policy.pth")
-    assert policy.action_prob_floor == 0.1 and policy.min_std == 0.0
-    for ours, theirs in zip(policy.state_dict().values(), model.policy.state_dict().values(), strict=True):
-        assert th.equal(ours, theirs)
-
-
+@pytest.mark.slow  # runs the zoo's command line in a subprocess
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -119,6 +91,7 @@ def test_zoo_continue_training_checks_params_before_training_or_writing(tmp_path
     assert not list(tmp_path.rglob("config.yml")) and not list(tmp_path.rglob("*.zip"))
 
 
+@pytest.mark.slow  # runs the zoo's command line in a subprocess
 @pytest.mark.parametrize("params", ["gamma:1.5", "\"baseline:'valeu'\"", "unknown_key:1"])
 def test_zoo_train_with_bad_params_says_so_in_one_line_and_leaves_no_run_folder(tmp_path, params):
     pytest.importorskip("rl_zoo3")
@@ -132,6 +105,7 @@ def test_zoo_train_with_bad_params_says_so_in_one_line_and_leaves_no_run_folder(
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
 
 
+@pytest.mark.slow  # runs the zoo's command line in a subprocess
 @pytest.mark.parametrize("storage", ["sqlite:///missing.db", "missing.log"])
 def test_best_on_a_missing_storage_says_so_and_creates_nothing(tmp_path, storage):
     pytest.importorskip("optuna")
@@ -141,6 +115,7 @@ def test_best_on_a_missing_storage_says_so_and_creates_nothing(tmp_path, storage
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # runs the zoo's command line in a subprocess
 def test_zoo_without_a_command_prints_its_usage_and_a_wrong_one_is_a_usage_error(tmp_path):
     result = zoo("", tmp_path, check=False)
     assert result.returncode == 0 and result.stdout.startswith("usage: sb3-reinforce-zoo COMMAND")
@@ -169,100 +144,6 @@ def test_mypy_checks_a_user_script_against_the_installed_package(tmp_path):
     assert result.returncode == 1, result.stdout
     assert 'user_script.py:5: error: Argument "baseline" to "REINFORCE" has incompatible type' in result.stdout
     assert result.stdout.count("error:") == 1, result.stdout
-
-
-SAVING_FOREVER = """
-import sys
-import torch as th
-from sb3_reinforce import REINFORCE
-
-th.set_num_threads(1)
-model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, policy_kwargs=dict(net_arch=[1024, 1024, 1024]))
-model.save(sys.argv[1])
-print("saved", flush=True)
-while True:
-    model.save(sys.argv[1])
-"""
-
-
-@pytest.mark.slow
-def test_a_process_killed_while_saving_leaves_the_previous_save_loadable(tmp_path):
-    """SIGKILL at a random moment while a large model is saved again and again (8 times out of 8 on SB3's save)."""
-    generator = random.Random(0)
-    left_behind = 0
-    for attempt in range(8):
-        path = tmp_path / f"attempt{attempt}" / "model"  # the suffix-less form: SB3 adds .zip
-        process = subprocess.Popen([sys.executable, "-c", SAVING_FOREVER, str(path)], stdout=subprocess.PIPE, text=True)
-        assert process.stdout is not None and process.stdout.readline().strip() == "saved"
-        time.sleep(generator.uniform(0.05, 0.8))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stdout.close()
-        model = REINFORCE.load(path.with_suffix(".zip"))
-        assert model.policy.mlp_extractor.policy_net[0].out_features == 1024
-        # The killed save's temporary file is removed by the next save to the same path.
-        left_behind += len(list(path.parent.glob(".model.zip.*.tmp")))
-        model.save(path)
-        assert [file.name for file in path.parent.iterdir()] == ["model.zip"]
-    assert left_behind > 0  # most kills land during a save
-
-
-def test_an_exception_during_a_save_keeps_the_previous_save_and_leaves_no_temporary_file(tmp_path):
-    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
-    model.save(tmp_path / "model")
-    before = (tmp_path / "model.zip").read_bytes()
-    model.learn(16)
-
-    def failing_save(obj, file, *args, **kwargs):
-        file.write(b"partial")
-        raise OSError("disk full")
-
-    with mock.patch("stable_baselines3.common.save_util.th.save", failing_save), pytest.raises(OSError, match="disk full"):
-        model.save(tmp_path / "model")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]
-    assert (tmp_path / "model.zip").read_bytes() == before
-    REINFORCE.load(tmp_path / "model.zip")
-
-
-def test_a_save_keeps_the_symlink_and_the_permissions_and_removes_dead_saves_temporary_files(tmp_path):
-    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
-    real = tmp_path / "store" / "model.zip"
-    model.save(real)
-    real.chmod(0o600)
-    link = tmp_path / "latest.zip"
-    link.symlink_to(real)
-    model.learn(16)
-    model.save(link)
-    assert link.is_symlink() and link.resolve() == real.resolve()  # the link still points to the file, now replaced
-    assert REINFORCE.load(link).num_timesteps == 16 and REINFORCE.load(real).num_timesteps == 16
-    assert oct(real.stat().st_mode & 0o777) == oct(0o600)
-
-    # A temporary file of a save whose process died is removed; a running process's save keeps its own.
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = real.parent / f".model.zip.{socket.gethostname()}.{int(finished.stdout)}.k1ll3d.tmp"
-    running = real.parent / f".model.zip.{socket.gethostname()}.{os.getpid()}.s4v1ng.tmp"
-    dead.write_bytes(b"partial")
-    running.write_bytes(b"partial")
-    model.save(link)
-    assert not dead.exists() and running.exists()
-
-
-def test_save_writes_paths_and_file_objects(tmp_path):
-    model = REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
-    model.save(str(tmp_path / "sub" / "model"))  # missing folder created, .zip added, as in SB3
-    model.save(tmp_path / "named.zip")
-    with open(tmp_path / "object.zip", "wb") as file:
-        model.save(file)
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["model.zip", "named.zip", "object.zip"]
-    for path in ("sub/model.zip", "named.zip", "object.zip"):
-        assert REINFORCE.load(tmp_path / path).n_steps == 16
-    assert oct((tmp_path / "named.zip").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,7 @@ def test_the_patches_give_rl_zoo3_the_heartbeat_and_the_waiting_callback(tmp_pat
     assert exp_manager.MaxTrialsCallback is optuna.study.MaxTrialsCallback  # restored
 
 
+@pytest.mark.slow  # runs the zoo's command line in a subprocess
 @pytest.mark.parametrize(
     ("options", "message"),
     [
