@@ -189,6 +189,9 @@ def _train() -> None:
             run.update(folder=_run_folder(parsed), verbose=parsed.verbose)
             return parsed
 
+        # rl_zoo3's train() builds its parser and parses sys.argv inside, and returns nothing: its namespace (which the
+        # additions above need: the algorithm, -conf, the search's storage, the run folder) is reachable only there.
+        # No public hook exists, so parse_args is replaced for the duration of this one call, and only here.
         stack.enter_context(mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_additions))
         try:
             zoo_train.train()
