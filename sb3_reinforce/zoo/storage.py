@@ -377,6 +377,8 @@ def rdb_patches(heartbeat: Heartbeat | None) -> Iterator[None]:
         return MaxTrialsSurvivingDeadWorkers(n_trials, states=states, max_wait=heartbeat.grace_period + heartbeat.interval + 1,
                                              poll_interval=min(1.0, heartbeat.interval))  # fmt: skip
 
+    # rl_zoo3 hands --storage to optuna.create_study as a string and builds MaxTrialsCallback itself: it has no option
+    # that takes a storage object or a callback, so these two names are replaced, for the duration of the search only.
     with (
         mock.patch.object(optuna, "create_study", create_study_on_rdb_storage),
         mock.patch.object(exp_manager, "MaxTrialsCallback", max_trials_callback),
