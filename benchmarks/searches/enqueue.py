@@ -47,6 +47,7 @@ TEXTBOOK: dict[str, Any] = {
     "incomplete_episodes": "carry",
 }
 MUJOCO = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4", "Ant-v4")
+MUJOCO += ("Humanoid-v4", "Reacher-v4", "InvertedPendulum-v4", "InvertedDoublePendulum-v4")  # Tianshou's other four
 BOX_ACTIONS = (*MUJOCO, "LunarLanderContinuous-v3")  # the sampler searches log_std_init for these
 STUDIES = {
     "LunarLander-v3": "lunarlander_1m.log",
