@@ -6,6 +6,7 @@ input (hyper-parameters, spaces, policy_kwargs, save files). One suite, one tabl
 """
 
 import csv
+import inspect
 import io
 import os
 import zipfile
@@ -473,3 +474,10 @@ def test_errors_that_are_not_about_the_file_are_not_relabelled(saves):
 def test_invalid_hyperparameters_name_the_argument_and_accepted_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         REINFORCE("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_the_class_signature_is_the_constructor_s():
+    """What inspect.signature, help() and the API reference show: __init__'s parameters and defaults, not __new__'s."""
+    parameters = inspect.signature(REINFORCE).parameters
+    assert list(parameters)[:3] == ["policy", "env", "learning_rate"] and "args" not in parameters
+    assert parameters["baseline"].default == "value" and parameters["incomplete_episodes"].default == "carry"

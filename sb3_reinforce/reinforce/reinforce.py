@@ -1,3 +1,4 @@
+import inspect
 import io
 import math
 import pathlib
@@ -56,6 +57,18 @@ from sb3_reinforce.reinforce.type_aliases import (
 )
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
+
+
+class _InitSignature:
+    """
+    A class's signature as its ``__init__``'s: ``REINFORCE.__new__`` (which names the A2C/PPO arguments REINFORCE does
+    not have) would otherwise make ``inspect.signature``, ``help()`` and the API reference show ``(*args, **kwargs)``.
+    """
+
+    def __get__(self, instance: Any, owner: type) -> inspect.Signature:
+        signature = inspect.signature(vars(owner).get("__init__") or owner.__init__)  # type: ignore[misc]
+        return signature.replace(parameters=list(signature.parameters.values())[1:])  # without self
+
 
 # train() warns when a learn() call has collected this many rollouts without an update (no episode ended).
 ROLLOUTS_BEFORE_WARNING = 3
@@ -127,6 +140,7 @@ class REINFORCE(OnPolicyAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
     }
     rollout_buffer: ReinforceRolloutBuffer | ReinforceDictRolloutBuffer
+    __signature__ = _InitSignature()
     policy: ReinforcePolicy  # or its Cnn / MultiInput variant (check_policy_class): the same methods
 
     def __init__(
