@@ -161,3 +161,14 @@ def test_mypy_checks_a_user_script_against_the_installed_package(tmp_path):
 def test_every_constructor_argument_is_checked(kwargs, error, message):
     with pytest.raises(error, match=message):
         REINFORCE("MlpPolicy", **{"env": "CartPole-v1", **kwargs})
+
+
+@pytest.mark.slow  # runs the zoo's command line in a subprocess
+def test_zoo_train_that_fails_while_learning_keeps_its_run_folder(tmp_path):
+    """A run that trained before it failed (here a diverging learning rate) keeps its logs; the error is one line."""
+    pytest.importorskip("rl_zoo3")
+    params = "learning_rate:1e6 \"policy_kwargs:'dict(activation_fn=nn.ReLU)'\""
+    command = f"train --algo reinforce --env CartPole-v1 -n 20000 -f logs --num-threads 1 -params {params}"
+    result = zoo(command, tmp_path, check=False)
+    assert result.returncode == 1 and "learning_rate=1e+06 now" in result.stderr, result.stderr[-2000:]
+    assert [path.name for path in (tmp_path / "logs" / "reinforce").iterdir()] == ["CartPole-v1_1"]

@@ -18,6 +18,7 @@ import os
 import runpy
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -199,7 +200,8 @@ def _train() -> None:
             raise SystemExit(f"sb3-reinforce-zoo train: {error}") from None
         except (ValueError, TypeError) as error:  # REINFORCE's checks of its hyper-parameters (or load's)
             folder = run.get("folder")
-            if folder is not None and folder.is_dir() and not any(folder.rglob("*.zip")):
+            trained = any(frame.name == "learn" for frame in traceback.extract_tb(error.__traceback__))
+            if folder is not None and folder.is_dir() and not trained:
                 shutil.rmtree(folder)  # nothing trained: the next enjoy must not take it for the latest run
             if run.get("verbose", 1) >= 2:
                 raise
