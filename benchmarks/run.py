@@ -49,7 +49,8 @@ SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "LunarLander-v3"
 SOLVE_THRESHOLDS |= {"MountainCar-v0": -110.0, "MountainCarContinuous-v0": 90.0, "LunarLanderContinuous-v3": 200.0}
 MUJOCO = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4", "Ant-v4", "Humanoid-v4")
 SOLVE_THRESHOLDS |= {"HalfCheetah-v4": 4800.0, "Hopper-v4": 3800.0, "Walker2d-v4": None, "Swimmer-v4": 360.0}  # gymnasium's
-SOLVE_THRESHOLDS |= {"Ant-v4": 6000.0, "Humanoid-v4": None, "InvertedPendulum-v4": 950.0}  # gymnasium's (none for Humanoid)
+SOLVE_THRESHOLDS |= {"Ant-v4": 6000.0, "Humanoid-v4": None}  # gymnasium's (none for Humanoid)
+SOLVE_THRESHOLDS |= {"InvertedPendulum-v4": 950.0, "InvertedDoublePendulum-v4": 9100.0}  # gymnasium's
 N_EVALUATIONS, EVAL_EPISODES, SEEDS = 25, 10, 5
 FLIP = "flip"  # an override meaning: the opposite of the shipped (boolean) value
 SMALL = {"CartPole-v1": 100_000, "Acrobot-v1": 100_000}
@@ -87,7 +88,7 @@ SUITES = {
         dict.fromkeys(
             [
                 *("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "LunarLanderContinuous-v3"),
-                *("Ant-v4", "InvertedPendulum-v4"),
+                *("Ant-v4", "InvertedPendulum-v4", "InvertedDoublePendulum-v4"),
             ]
         ),
         {"reinforce": {}},
