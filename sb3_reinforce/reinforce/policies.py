@@ -14,7 +14,6 @@ Both default to 0, the textbook policy. With ``baseline="none"`` or ``"mean"`` o
 
 import inspect
 import pathlib
-import pickle
 import re
 from typing import Any
 
@@ -27,7 +26,7 @@ from stable_baselines3.common.utils import get_device, obs_as_tensor
 
 from sb3_reinforce.reinforce.checks import check_finite, check_net_arch, diverged
 from sb3_reinforce.reinforce.distributions import bounded_distribution
-from sb3_reinforce.reinforce.save_file import code_error, refused_global, restricted_pickle
+from sb3_reinforce.reinforce.save_file import reading_without_code, restricted_pickle
 from sb3_reinforce.reinforce.type_aliases import Obs
 
 
@@ -87,12 +86,8 @@ class _ReinforcePolicyMixin:
         if trusted:
             return super().load(path, device)  # type: ignore[misc]
         device = get_device(device)
-        try:
+        with reading_without_code(path, "it", f"{path} is not a readable policy file"):
             saved = th.load(path, map_location=device, pickle_module=restricted_pickle, weights_only=False)
-        except pickle.UnpicklingError as error:
-            if refused_global(error) is None:
-                raise ValueError(f"{path} is not a readable policy file: {error}") from error
-            raise code_error(path, f"it needs {refused_global(error)}") from error
         policy = cls(**saved["data"])
         policy.load_state_dict(saved["state_dict"])  # type: ignore[attr-defined]
         policy.to(device)  # type: ignore[attr-defined]

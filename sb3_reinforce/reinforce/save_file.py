@@ -138,6 +138,24 @@ def refused_global(error: Exception) -> str | None:
     return None if match is None else next(group for group in match.groups() if group)
 
 
+@contextlib.contextmanager
+def reading_without_code(path: Any, what: str, unreadable: str) -> Iterator[None]:
+    """
+    The errors of reading a file with :class:`RestrictedUnpickler` (directly or through ``torch.load``): a global it
+    refused is a :class:`CodeInFileError` (``what`` needs it), anything it cannot read a ``ValueError`` saying
+    ``unreadable``.
+    """
+    try:
+        yield
+    except pickle.UnpicklingError as error:
+        refused = refused_global(error)
+        if refused is not None:
+            raise code_error(path, f"{what} needs {refused}") from error
+        raise ValueError(f"{unreadable} ({error})") from error
+    except (binascii.Error, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
+        raise ValueError(f"{unreadable} ({error})") from error
+
+
 def safe_data_objects(path: Any, data: dict[str, Any], replaced: dict[str, Any]) -> dict[str, Any]:
     """
     The objects that a model file's ``data`` entry stores as pickles, read with :class:`RestrictedUnpickler` (those
@@ -151,14 +169,10 @@ def safe_data_objects(path: Any, data: dict[str, Any], replaced: dict[str, Any])
     for key, value in data.items():
         if key in replaced or not (isinstance(value, dict) and ":serialized:" in value):
             continue
-        try:
+        with reading_without_code(
+            path, f"its data entry {key!r}", f"{path} is damaged: its data entry {key!r} cannot be read"
+        ):
             objects[key] = RestrictedUnpickler(io.BytesIO(base64.b64decode(value[":serialized:"]))).load()
-        except pickle.UnpicklingError as error:
-            if refused_global(error):
-                raise code_error(path, f"its data entry {key!r} needs {refused_global(error)}") from error
-            raise ValueError(f"{path} is damaged: its data entry {key!r} cannot be read ({error})") from error
-        except (binascii.Error, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
-            raise ValueError(f"{path} is damaged: its data entry {key!r} cannot be read ({error})") from error
     return objects
 
 
@@ -229,15 +243,8 @@ def load_vec_normalize(path: str | os.PathLike, venv: Any, trusted: bool = False
 
     if trusted:
         return VecNormalize.load(str(path), venv)
-    with open(path, "rb") as file:
-        try:
-            vec_normalize = RestrictedUnpickler(file).load()
-        except pickle.UnpicklingError as error:
-            if refused_global(error):
-                raise code_error(path, f"it needs {refused_global(error)}") from error
-            raise ValueError(f"{path} is not a readable VecNormalize file: {error}") from error
-        except (EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
-            raise ValueError(f"{path} is not a readable VecNormalize file: {error}") from error
+    with open(path, "rb") as file, reading_without_code(path, "it", f"{path} is not a readable VecNormalize file"):
+        vec_normalize = RestrictedUnpickler(file).load()
     if not isinstance(vec_normalize, VecNormalize):
         raise ValueError(f"{path} is not a VecNormalize file (it holds a {type(vec_normalize).__name__})")
     vec_normalize.set_venv(venv)
