@@ -2,17 +2,16 @@
 The ``sb3-reinforce-zoo`` command (also ``python -m sb3_reinforce.zoo``): rl_zoo3's commands with REINFORCE
 registered (:func:`sb3_reinforce.zoo.register`).
 
-rl_zoo3's own parser reads the command line. For ``train``, REINFORCE's additions are made on the namespace that
-parser returns (a hook on its ``parse_args`` while ``train`` runs): the packaged ``reinforce.yml`` when ``--algo
-reinforce`` comes without ``-conf``, a clear error for a hyper-parameter file that is not valid YAML, and the
-``--heartbeat-interval`` / ``--grace-period`` options of a search on an RDB storage
-(:mod:`sb3_reinforce.zoo.storage`), a ``--storage`` password moved out of what rl_zoo3 records, and hyper-parameters
-REINFORCE refuses reported in one line (the traceback with ``--verbose 2``), the run folder rl_zoo3 had created for
-the run removed.
+rl_zoo3's own parser reads the command line. For ``train``, REINFORCE's additions read it first (``argparse``'s
+``parse_known_args``, :func:`_read_options`) and hand rl_zoo3 the arguments it accepts: the packaged ``reinforce.yml``
+as ``-conf`` when ``--algo reinforce`` comes without one, a clear error for a hyper-parameter file that is not valid
+YAML, the ``--heartbeat-interval`` / ``--grace-period`` options of a search on an RDB storage
+(:mod:`sb3_reinforce.zoo.storage`) taken out, a ``--storage`` password moved out of what rl_zoo3 records, and
+hyper-parameters REINFORCE refuses reported in one line (the traceback with ``--verbose 2``), the run folder rl_zoo3 had
+created for the run removed.
 """
 
 import argparse
-import contextlib
 import importlib
 import os
 import runpy
@@ -168,44 +167,62 @@ def _run_folder(args: argparse.Namespace) -> Path | None:
     return Path(log_path, f"{env_name}_{get_latest_run_id(log_path, env_name) + 1}")
 
 
-def _train() -> None:
-    """rl_zoo3's ``train``, with REINFORCE's additions made on what its parser returns (see the module docstring)."""
+def _read_options(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """
+    Read ``train``'s command line ahead of rl_zoo3: REINFORCE's own options (``--heartbeat-interval``,
+    ``--grace-period``), which are taken out, and the rl_zoo3 options its additions need (the algorithm, env, log
+    folder, ``-conf``, ``--uuid``, ``-optimize``, ``--storage``, ``--verbose``, with rl_zoo3's defaults), which are left
+    for rl_zoo3 to read. ``-conf`` with the packaged ``reinforce.yml`` is added for ``--algo reinforce`` without one.
+
+    :return: The options read (``heartbeat``: :func:`_heartbeat`'s), and the arguments to hand to rl_zoo3's ``train``.
+    """
+    ours = argparse.ArgumentParser(prog="sb3-reinforce-zoo train", add_help=False, allow_abbrev=False)
+    ours.add_argument("--heartbeat-interval", type=int, help="seconds between two heartbeats of a trial")
+    ours.add_argument("--grace-period", type=int, help="silence after which a trial is failed and retried")
+    options, rest = ours.parse_known_args(args)
+    zoo = argparse.ArgumentParser(add_help=False)  # rl_zoo3's option strings and defaults (rl_zoo3.train.train)
+    zoo.add_argument("--algo", default="ppo")
+    zoo.add_argument("--env", default="CartPole-v1")
+    zoo.add_argument("-f", "--log-folder", default="logs")
+    zoo.add_argument("-conf", "--conf-file", default=None)
+    zoo.add_argument("-uuid", "--uuid", action="store_true")
+    zoo.add_argument("-optimize", "--optimize-hyperparameters", action="store_true")
+    zoo.add_argument("--storage", default=None)
+    zoo.add_argument("--verbose", type=int, default=1)
+    zoo.parse_known_args(rest, namespace=options)
+    if options.algo == ALGO_NAME and options.conf_file is None:
+        options.conf_file = default_config_path()
+        rest = [*rest, "-conf", options.conf_file]
+    _check_hyperparameter_file(ours, options.conf_file)
+    options.heartbeat = _heartbeat(ours, options)
+    return options, rest
+
+
+def _train(args: list[str]) -> None:
+    """rl_zoo3's ``train``, with REINFORCE's additions (see the module docstring)."""
     from rl_zoo3 import train as zoo_train
 
     from sb3_reinforce.zoo.storage import rdb_patches
 
-    parse_args = argparse.ArgumentParser.parse_args
-    run: dict[str, Any] = {}  # the run folder rl_zoo3 will create, and --verbose
-    with contextlib.ExitStack() as stack:
-
-        def parse_with_additions(parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> argparse.Namespace:
-            parser.add_argument("--heartbeat-interval", type=int, help="seconds between two heartbeats of a trial")
-            parser.add_argument("--grace-period", type=int, help="silence after which a trial is failed and retried")
-            parsed = parse_args(parser, *args, **kwargs)
-            if parsed.algo == ALGO_NAME and parsed.conf_file is None:
-                parsed.conf_file = default_config_path()
-            _check_hyperparameter_file(parser, parsed.conf_file)
-            stack.enter_context(rdb_patches(_heartbeat(parser, parsed)))
-            del parsed.heartbeat_interval, parsed.grace_period  # rl_zoo3 saves its arguments
-            run.update(folder=_run_folder(parsed), verbose=parsed.verbose)
-            return parsed
-
-        # rl_zoo3's train() builds its parser and parses sys.argv inside, and returns nothing: its namespace (which the
-        # additions above need: the algorithm, -conf, the search's storage, the run folder) is reachable only there.
-        # No public hook exists, so parse_args is replaced for the duration of this one call, and only here.
-        stack.enter_context(mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_additions))
-        try:
+    options, rest = _read_options(args)
+    folder = _run_folder(options)  # computed as rl_zoo3 will, before it creates it
+    sys.argv = ["sb3-reinforce-zoo train", *rest]
+    try:
+        with rdb_patches(options.heartbeat):
             zoo_train.train()
-        except ConnectionError as error:  # the storage's server cannot be reached (storage.rdb_storage)
-            raise SystemExit(f"sb3-reinforce-zoo train: {error}") from None
-        except (ValueError, TypeError) as error:  # REINFORCE's checks of its hyper-parameters (or load's)
-            folder = run.get("folder")
-            trained = any(frame.name == "learn" for frame in traceback.extract_tb(error.__traceback__))
-            if folder is not None and folder.is_dir() and not trained:
-                shutil.rmtree(folder)  # nothing trained: the next enjoy must not take it for the latest run
-            if run.get("verbose", 1) >= 2:
-                raise
-            raise SystemExit(f"sb3-reinforce-zoo train: {error} (--verbose 2 shows where)") from None
+    except ConnectionError as error:  # the storage's server cannot be reached (storage.rdb_storage)
+        raise SystemExit(f"sb3-reinforce-zoo train: {error}") from None
+    except (ValueError, TypeError) as error:  # REINFORCE's checks of its hyper-parameters (or load's)
+        trained = any(frame.name == "learn" for frame in traceback.extract_tb(error.__traceback__))
+        if folder is not None and folder.is_dir() and not trained:
+            shutil.rmtree(folder)  # nothing trained: the next enjoy must not take it for the latest run
+        if options.verbose >= 2:
+            raise
+        raise SystemExit(f"sb3-reinforce-zoo train: {error} (--verbose 2 shows where)") from None
+    except SystemExit as exit_:
+        if exit_.code == 0 and any(arg in ("-h", "--help") for arg in rest):
+            print("\nREINFORCE's additions (sb3-reinforce-zoo --help): --heartbeat-interval, --grace-period")
+        raise
 
 
 def _without_password(args: list[str]) -> list[str]:
@@ -266,9 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         best.main(args, default_config_path())
         return
     if command == "train":
-        args = _without_password(args)
+        _train(_without_password(args))
+        return
     sys.argv = [f"sb3-reinforce-zoo {command}", *args]
-    if command == "train":
-        _train()
-    else:
-        _run_command(command)
+    _run_command(command)
