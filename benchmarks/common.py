@@ -69,17 +69,23 @@ def json_safe(value: Any) -> Any:
 
 
 def hyperparams_source(algo: str) -> str:
-    """The yml the zoo reads for ``algo``, relative to its package: our reinforce.yml or rl_zoo3's ``hyperparams/``."""
+    """The yml the zoo reads for ``algo``, as installed (relative to site-packages): our reinforce.yml or rl_zoo3's."""
     return "sb3_reinforce/zoo/configs/reinforce.yml" if algo == "reinforce" else f"rl_zoo3/hyperparams/{algo}.yml"
 
 
 def zoo_entry(algo: str, env: str) -> dict[str, Any] | None:
     """The hyper-parameters the zoo would use for ``algo`` on ``env`` (its yml entry), or None when it has none."""
-    package, _, rest = hyperparams_source(algo).partition("/")
-    found = importlib.util.find_spec(package)  # without importing it (sb3_reinforce would import torch)
-    if found is None or not found.submodule_search_locations:
-        raise ModuleNotFoundError(f"{package} is not installed: pip install -e '.[benchmark]'")
-    with open(Path(next(iter(found.submodule_search_locations)), rest)) as file:
+    if algo == "reinforce":
+        from sb3_reinforce.zoo import default_config_path
+
+        path = Path(default_config_path())
+    else:
+        package, _, rest = hyperparams_source(algo).partition("/")
+        found = importlib.util.find_spec(package)  # without importing it
+        if found is None or not found.submodule_search_locations:
+            raise ModuleNotFoundError(f"{package} is not installed: pip install -e '.[benchmark]'")
+        path = Path(next(iter(found.submodule_search_locations)), rest)
+    with open(path) as file:
         entries = yaml.safe_load(file) or {}
     entry = entries.get(env, entries.get("default"))
     return json_safe(dict(entry)) if entry is not None else None

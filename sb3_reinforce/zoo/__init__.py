@@ -8,7 +8,7 @@ sampler and converter tables at run time. The command line (``train --algo reinf
 writes a study's best trial as a ``reinforce.yml`` entry, :mod:`sb3_reinforce.zoo.best`.
 """
 
-import importlib.resources
+from pathlib import Path
 
 from sb3_reinforce.reinforce import REINFORCE
 
@@ -16,8 +16,13 @@ ALGO_NAME = "reinforce"
 
 
 def default_config_path() -> str:
-    """Path of the ``reinforce.yml`` installed with the package (a copy of the repository's ``zoo_configs/``)."""
-    return str(importlib.resources.files("sb3_reinforce.zoo") / "configs" / "reinforce.yml")
+    """
+    Path of the ``reinforce.yml`` that ``train --algo reinforce`` reads without ``-conf``: the copy installed inside the
+    package (the wheel maps the repository's ``zoo_configs/reinforce.yml`` there: ``force-include`` in
+    ``pyproject.toml``), or in a source checkout (an editable install) ``zoo_configs/reinforce.yml`` itself.
+    """
+    packaged = Path(__file__).parent / "configs" / "reinforce.yml"
+    return str(packaged if packaged.is_file() else Path(__file__).resolve().parents[2] / "zoo_configs" / "reinforce.yml")
 
 
 def register() -> None:
