@@ -41,17 +41,11 @@ def run_path(results: Path, spec: dict[str, Any]) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as JSON atomically, as the library saves a model (``save_file.atomic_write``)."""
+    from sb3_reinforce.reinforce.save_file import atomic_write
+
+    with atomic_write(Path(path)) as file:
+        file.write((json.dumps(data, indent=1) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
