@@ -34,7 +34,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_reinforce import REINFORCE, __version__
-from sb3_reinforce.reinforce import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_reinforce.reinforce import MlpPolicy
 from tests.envs import ContinuousTargetEnv
 
 SPACE_ENVS = {
@@ -44,6 +44,12 @@ SPACE_ENVS = {
     "MultiBinary": lambda: IdentityEnvMultiBinary(3),
     "Dict": lambda: SimpleMultiObsEnv(random_start=False),
     "Image": lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=True),
+}
+SHORT_EPISODES = {  # 10-step episodes: every rollout of 16 steps holds an episode end
+    "Discrete": lambda: IdentityEnv(4, ep_length=10),
+    "Box": lambda: IdentityEnvBox(ep_length=10),
+    "MultiDiscrete": lambda: IdentityEnvMultiDiscrete(2, ep_length=10),
+    "MultiBinary": lambda: IdentityEnvMultiBinary(3, ep_length=10),
 }
 POLICY = {"Dict": "MultiInputPolicy", "Image": "CnnPolicy"}
 SMALL_CNN = dict(features_extractor_kwargs=dict(features_dim=16))
@@ -192,28 +198,28 @@ def test_vec_normalize_statistics_are_used_and_saved(tmp_path):
 # --- The SB3 API: exports, every action space, callbacks, logging, learning ----------------------------------------
 
 
-def test_package_exports():
+def test_the_version_is_the_installed_metadata_s():
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert f'\nversion = "{__version__}"\n' in pyproject  # read from the installed metadata, written once
-    assert REINFORCE.policy_aliases == {"MlpPolicy": MlpPolicy, "CnnPolicy": CnnPolicy, "MultiInputPolicy": MultiInputPolicy}
 
 
 @pytest.mark.parametrize("space", ["Box", "Discrete", "MultiBinary", "MultiDiscrete"])
 @pytest.mark.parametrize(
     ("baseline", "incomplete_episodes"), [("none", "carry"), ("mean", "drop"), ("value", "bootstrap"), ("value", "carry")]
 )
-def test_every_action_space(space, baseline, incomplete_episodes):
-    env = make_vec_env(SPACE_ENVS[space], n_envs=2, seed=0)
+def test_every_action_space_trains_with_every_baseline_and_mode(space, baseline, incomplete_episodes):
+    """Updates happen and change the actor's weights (predict's shapes: test_predict_shapes_...)."""
+    env = make_vec_env(SHORT_EPISODES[space], n_envs=2, seed=0)
     model = REINFORCE("MlpPolicy", env, n_steps=16, baseline=baseline, incomplete_episodes=incomplete_episodes, seed=0)
+    before = [parameter.detach().clone() for parameter in model.policy.action_net.parameters()]
     model.learn(128)
-    actions, _ = model.predict(env.reset(), deterministic=True)
-    assert actions.shape == (2, *env.action_space.shape)
-    assert all(env.action_space.contains(a) for a in actions)
+    assert model.logger.name_to_value["train/n_updates"] == model._n_updates > 0
+    assert all(not th.equal(old, new) for old, new in zip(before, model.policy.action_net.parameters(), strict=True))
 
 
-def test_vec_normalize_callbacks_tensorboard_and_progress_bar(tmp_path):
-    env = VecNormalize(make_vec_env("CartPole-v1", n_envs=4, seed=0))
-    eval_env = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=1), training=False, norm_reward=False)
+def test_callbacks_tensorboard_and_progress_bar(tmp_path):
+    env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
+    eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=1)
     eval_callback = EvalCallback(eval_env, eval_freq=64, n_eval_episodes=2, log_path=str(tmp_path / "eval"), verbose=0)
     checkpoint = CheckpointCallback(save_freq=128, save_path=str(tmp_path / "ckpt"), name_prefix="reinforce")
     model = REINFORCE("MlpPolicy", env, n_steps=32, tensorboard_log=str(tmp_path / "tb"), seed=0)
@@ -451,29 +457,6 @@ def test_errors_that_are_not_about_the_file_are_not_relabelled(saves):
     with pytest.raises(RuntimeError, match="foo") as caught:
         REINFORCE.load(saves / "good.zip", device="foo")
     assert not isinstance(caught.value, ValueError)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        (dict(gamma=1.5), "gamma must be a number in \\[0, 1\\]"),
-        (dict(gamma=-0.1), "gamma must be"),
-        (dict(n_steps=0), "n_steps must be an integer >= 1"),
-        (dict(n_steps=2.5), "n_steps must be an integer"),
-        (dict(baseline="critic"), "baseline must be one of 'none', 'mean', 'value'"),
-        (dict(incomplete_episodes="keep"), "incomplete_episodes must be one of 'carry', 'drop', 'bootstrap'"),
-        (dict(incomplete_episodes="bootstrap", baseline="mean"), "incomplete_episodes='bootstrap' needs a critic"),
-        (dict(learning_rate=-1.0), "learning_rate must be"),
-        (dict(ent_coef=-0.1), "ent_coef must be"),
-        (dict(vf_coef=float("nan")), "vf_coef must be"),
-        (dict(max_grad_norm=0.0), "max_grad_norm must be"),
-        (dict(carry_ratio_clip=0.0), "carry_ratio_clip must be"),
-        (dict(carry_max_steps=0), "carry_max_steps must be"),
-    ],
-)
-def test_invalid_hyperparameters_name_the_argument_and_accepted_values(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        REINFORCE("MlpPolicy", "CartPole-v1", **kwargs)
 
 
 def test_the_class_signature_is_the_constructor_s():

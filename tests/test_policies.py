@@ -169,9 +169,13 @@ def test_invalid_floor_options_are_rejected(make_env, policy_kwargs, use_sde, me
 
 
 def test_default_policy_is_the_textbook_one():
+    """Without options the policy is the plain softmax of the actor's logits (no floor mixed in)."""
     model = REINFORCE("MlpPolicy", IdentityEnv(3), seed=0)
-    assert type(model.policy.action_dist).__name__ == "CategoricalDistribution"
-    assert isinstance(model.action_space, spaces.Discrete)
+    obs = th.arange(3)  # Discrete observations, one-hot encoded by the policy
+    with th.no_grad():
+        logits = model.policy.action_net(model.policy.mlp_extractor.forward_actor(model.policy.extract_features(obs)))
+        probs = model.policy.get_distribution(obs).distribution.probs
+    th.testing.assert_close(probs, th.softmax(logits, dim=-1), rtol=0, atol=1e-7)
 
 
 def test_numpy_numbers_are_accepted():

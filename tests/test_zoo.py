@@ -64,17 +64,21 @@ def test_unknown_env_and_malformed_yml_give_clear_errors(tmp_path):
 
 
 SHIPPED = yaml.safe_load((REPO / "zoo_configs" / "reinforce.yml").read_text())
-MUJOCO_ENTRIES = [
-    env
-    for env in SHIPPED
-    if env.split("-")[0]
-    in ("HalfCheetah", "Hopper", "Walker2d", "Swimmer", "Ant", "InvertedPendulum", "InvertedDoublePendulum")
-]
+MUJOCO = ("HalfCheetah", "Hopper", "Walker2d", "Swimmer", "Ant", "InvertedPendulum", "InvertedDoublePendulum")
+MUJOCO_ENTRIES = [env for env in SHIPPED if env.split("-")[0] in MUJOCO and env.endswith("-v4")]
+
+
+def test_each_mujoco_v5_id_has_its_v4_entry():
+    """rl_zoo3 keys MuJoCo by -v4; gymnasium 1.x users type -v5: the same hyper-parameters under both ids."""
+    v5_ids = [env for env in SHIPPED if env.split("-")[0] in MUJOCO and env.endswith("-v5")]
+    assert sorted(env.replace("-v5", "-v4") for env in v5_ids) == sorted(MUJOCO_ENTRIES)
+    assert all(SHIPPED[env] == SHIPPED[env.replace("-v5", "-v4")] for env in v5_ids)
 
 
 @pytest.mark.parametrize("env_id", MUJOCO_ENTRIES)
 def test_mujoco_entries_train_load_and_evaluate(tmp_path, monkeypatch, env_id):
-    """Each shipped MuJoCo entry (-v4 and -v5) trains a few thousand steps through the zoo, loads and evaluates."""
+    """Each shipped MuJoCo entry trains a few thousand steps through the zoo, loads and evaluates (the -v5 ids alias
+    these entries: test_each_mujoco_v5_id_has_its_v4_entry)."""
     pytest.importorskip("mujoco", reason="the mujoco extra is not installed: pip install -e '.[test,mujoco]'")
     monkeypatch.chdir(tmp_path)  # MuJoCo writes its warnings to MUJOCO_LOG.TXT in the working directory
     zoo(f"train --algo reinforce --env {env_id} -n 4096 -f logs --seed 0 --eval-freq -1 --num-threads 1", tmp_path)

@@ -180,15 +180,51 @@ def validate_hyperparameters(
         )
 
 
-def check_construction(env: Any, stats_window_size: Any) -> None:
+def check_construction(
+    env: Any,
+    stats_window_size: Any,
+    tensorboard_log: Any = None,
+    policy_kwargs: Any = None,
+    rollout_buffer_class: Any = None,
+    rollout_buffer_kwargs: Any = None,
+    verbose: Any = 0,
+    seed: Any = None,
+    device: Any = "auto",
+) -> None:
     """The constructor's arguments that SB3 uses at once (before REINFORCE's own checks): a clear error for each."""
+    import os
+
     import gymnasium as gym
+    import torch as th
     from stable_baselines3.common.vec_env import VecEnv
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
     if env is not None and not isinstance(env, (str, gym.Env, VecEnv)):
         raise TypeError(f"env must be a gymnasium.Env, a VecEnv or a registered env id (str), got {env!r}")
-    if not isinstance(stats_window_size, (int, np.integer)) or isinstance(stats_window_size, bool) or stats_window_size < 1:
+    if not is_int(stats_window_size) or stats_window_size < 1:
         raise ValueError(f"stats_window_size must be an integer >= 1, got {stats_window_size!r}")
+    if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
+        raise TypeError(f"tensorboard_log must be a folder (str or path) or None, got {tensorboard_log!r}")
+    for name, value in (("policy_kwargs", policy_kwargs), ("rollout_buffer_kwargs", rollout_buffer_kwargs)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict of keyword arguments or None, got {value!r}")
+    if rollout_buffer_class is not None and not isinstance(rollout_buffer_class, type):
+        raise TypeError(
+            "rollout_buffer_class must be a subclass of ReinforceRolloutBuffer or ReinforceDictRolloutBuffer, or None, "
+            f"got {rollout_buffer_class!r}"
+        )
+    if not is_int(verbose) or verbose < 0:
+        raise ValueError(f"verbose must be an integer >= 0 (0: no output, 1: info, 2: debug), got {verbose!r}")
+    if seed is not None and (not is_int(seed) or seed < 0):
+        raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+    if not isinstance(device, th.device) and device != "auto":
+        try:
+            th.device(device)
+        except (RuntimeError, TypeError):
+            accepted = "'auto', a torch.device or a device name ('cpu', 'cuda', 'cuda:1')"
+            raise ValueError(f"device must be {accepted}, got {device!r}") from None
 
 
 def check_net_arch(net_arch: Any) -> None:

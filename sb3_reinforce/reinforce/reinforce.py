@@ -172,7 +172,17 @@ class REINFORCE(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        checks.check_construction(env, stats_window_size)
+        checks.check_construction(
+            env,
+            stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+        )
         super().__init__(
             policy,
             env,
