@@ -67,8 +67,11 @@ def hyperparams_source(algo: str) -> str:
     return "sb3_reinforce/zoo/configs/reinforce.yml" if algo == "reinforce" else f"rl_zoo3/hyperparams/{algo}.yml"
 
 
-def zoo_entry(algo: str, env: str) -> dict[str, Any] | None:
-    """The hyper-parameters the zoo would use for ``algo`` on ``env`` (its yml entry), or None when it has none."""
+def zoo_entry(algo: str, env: str, fallback: bool = True) -> dict[str, Any] | None:
+    """
+    The hyper-parameters the zoo would use for ``algo`` on ``env``: its yml entry, else (``fallback``, as the zoo does)
+    the yml's ``default`` entry; None when there is neither.
+    """
     if algo == "reinforce":
         from sb3_reinforce.zoo import default_config_path
 
@@ -81,7 +84,7 @@ def zoo_entry(algo: str, env: str) -> dict[str, Any] | None:
         path = Path(next(iter(found.submodule_search_locations)), rest)
     with open(path) as file:
         entries = yaml.safe_load(file) or {}
-    entry = entries.get(env, entries.get("default"))
+    entry = entries.get(env, entries.get("default") if fallback else None)
     return json_safe(dict(entry)) if entry is not None else None
 
 

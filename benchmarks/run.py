@@ -47,10 +47,12 @@ from tqdm import tqdm
 ALGOS = ("reinforce", "a2c", "ppo")
 SOLVE_THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
 SOLVE_THRESHOLDS |= {"MountainCar-v0": -110.0, "MountainCarContinuous-v0": 90.0, "LunarLanderContinuous-v3": 200.0}
-MUJOCO = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4", "Ant-v4", "Humanoid-v4")
+MUJOCO = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Swimmer-v4", "Ant-v4", "Humanoid-v4", "Reacher-v4")
+MUJOCO += ("InvertedPendulum-v4", "InvertedDoublePendulum-v4")  # Tianshou's nine
 SOLVE_THRESHOLDS |= {"HalfCheetah-v4": 4800.0, "Hopper-v4": 3800.0, "Walker2d-v4": None, "Swimmer-v4": 360.0}  # gymnasium's
 SOLVE_THRESHOLDS |= {"Ant-v4": 6000.0, "Humanoid-v4": None}  # gymnasium's (none for Humanoid)
-SOLVE_THRESHOLDS |= {"InvertedPendulum-v4": 950.0, "InvertedDoublePendulum-v4": 9100.0}  # gymnasium's
+SOLVE_THRESHOLDS |= {"InvertedPendulum-v4": 950.0, "InvertedDoublePendulum-v4": 9100.0, "Reacher-v4": -3.75}  # gymnasium's
+MUJOCO_DEFAULTS = {"normalize": True}  # rl_zoo3's A2C and PPO MuJoCo entries: its default entry with normalisation
 N_EVALUATIONS, EVAL_EPISODES, SEEDS = 25, 10, 5
 FLIP = "flip"  # an override meaning: the opposite of the shipped (boolean) value
 SMALL = {"CartPole-v1": 100_000, "Acrobot-v1": 100_000}
@@ -77,7 +79,10 @@ SUITES = {
     "main": Suite(
         "REINFORCE vs A2C vs PPO",
         "REINFORCE with the shipped `reinforce.yml`, A2C and PPO with rl_zoo3's own tuned `hyperparams/a2c.yml` and "
-        "`ppo.yml` (read from the installed rl_zoo3, not copied), the same budget for the three.",
+        "`ppo.yml` (read from the installed rl_zoo3, not copied), the same budget for the three. On a MuJoCo task where "
+        "rl_zoo3 has no entry of its own for A2C or PPO (A2C on Reacher, InvertedPendulum and InvertedDoublePendulum; "
+        "PPO on those three, whose tuned entries are for their `-v2` versions), its MuJoCo defaults: the `default` "
+        "entry with `normalize: True` (`--hyperparams normalize:True`), as its `Ant-v4` and `HalfCheetah-v4` entries are.",
         {"CartPole-v1": 100_000, "Acrobot-v1": 500_000, "LunarLander-v3": 1_000_000, "Pendulum-v1": 1_000_000}
         | dict.fromkeys(MUJOCO, 1_000_000),
         {algo: {"algo": algo} for algo in ALGOS},
@@ -175,6 +180,8 @@ def plan(suites: Sequence[str], envs: Sequence[str] | None, names: Sequence[str]
                     continue
                 changes = {key: value for key, value in run.items() if key not in ("algo", "envs")}
                 algo = run.get("algo", "reinforce")
+                if algo != "reinforce" and env in MUJOCO and zoo_entry(algo, env, fallback=False) is None:
+                    changes = {**MUJOCO_DEFAULTS, **changes}
                 entry = zoo_entry(algo, env)  # read only for the runs planned: it parses the algorithm's whole yml
                 resolved, reason = resolve(suite, entry, changes) if entry is not None else ({}, f"no {algo} entry")
                 if reason is not None:
