@@ -258,3 +258,28 @@ def test_run_refuses_a_plan_of_no_run(
     with pytest.raises(SystemExit) as exit_info:
         run_module.main(["--suite", "main", *argv, "--dry-run"])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # builds the whole report twice (about 25 s)
+@pytest.mark.usefixtures("benchmarks_on_path")
+def test_every_published_number_is_what_the_committed_result_files_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/README.md, runs.csv, the README's results table and docs/_generated/ (the tables and figures the
+    documentation quotes), regenerated from benchmarks/results/: any difference is a stale page."""
+    import shutil
+
+    import report
+
+    assert report.main(["--check"]) == 0, capsys.readouterr().err
+    # A hand edit of a generated figure is caught (in a copy of docs/_generated/).
+    copy = tmp_path / "_generated"
+    shutil.copytree(report.DOCS_GENERATED, copy)
+    figures = copy / "figures.json"
+    edited = figures.read_text().replace(
+        '"main_cartpole_reinforce_median": "500.0"', '"main_cartpole_reinforce_median": "499"'
+    )
+    figures.write_text(edited)
+    monkeypatch.setattr(report, "DOCS_GENERATED", copy)
+    assert report.main(["--check"]) == 1
+    assert '- "main_cartpole_reinforce_median": "499",' in capsys.readouterr().err
