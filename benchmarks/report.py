@@ -332,17 +332,25 @@ class Report:
         return [about, "", *markdown(table)]
 
     def entries_table(self) -> list[str]:
-        """The shipped entries at their own budgets (the entries suite): median, every seed, seeds at the threshold."""
+        """
+        Every shipped entry at its own budget: the entries suite's runs, else the main suite's REINFORCE runs (the
+        entry at the benchmark's budget); median, every seed, seeds at the threshold, the command that measures it.
+        """
         rows = []
-        for env in SUITES["entries"].budgets:
-            runs = self.stats.get(("entries", env, "reinforce"))
+        envs = [*SUITES["entries"].budgets, *(env for env in SUITES["main"].budgets if env not in SUITES["entries"].budgets)]
+        for env in envs:
+            suite = "entries" if env in SUITES["entries"].budgets else "main"
+            runs = self.stats.get((suite, env, "reinforce"))
             if runs is None:
-                rows.append([env, "—", "not run yet", "—", "—"])
                 continue
             finals = ", ".join(f"{score:.1f}" for score in runs["final_score"])
             budget = short_steps(int(runs["budget"].iloc[0]))
-            rows.append([env, budget, f"**{runs['final_score'].median():.1f}**", finals, self.solved(runs, env)])
-        return markdown(pd.DataFrame(rows, columns=["env", "budget", "median", "final return per seed", "at threshold"]))
+            algos = "" if suite == "entries" else " --algos reinforce"
+            command = f"`python benchmarks/run.py --suite {suite} --envs {env}{algos} --seeds {len(runs)}`"
+            median = f"**{runs['final_score'].median():.1f}**"
+            rows.append([env, budget, median, finals, self.solved(runs, env), command])
+        columns = ["env", "budget", "median", "final return per seed", "at threshold", "measured by"]
+        return markdown(pd.DataFrame(rows, columns=columns))
 
     def aggregate_figures(self) -> None:
         """Figures across envs that the pages quote: comparisons of medians, seeds all solved, wall times, throughput."""

@@ -36,6 +36,7 @@ exclude_patterns = ["_build", "_generated"]  # _generated: included by the pages
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 nitpicky = False
 autodoc_member_order = "bysource"
+add_module_names = False  # "REINFORCE(policy, env, ...)", as SB3's pages show "A2C(...)"; each API page names its module
 autodoc_typehints = "description"
 autodoc_default_options = {"show-inheritance": True}
 # SB3's docstrings (inherited members) use its own roles and layout; only ours are documented here.
