@@ -170,8 +170,8 @@ def test_report_counts_solved_seeds_only_where_the_env_has_a_threshold(tmp_path:
         }
     )
     page = report.Report(tmp_path, tmp_path / "README.md", reps=10, seed=0)
-    assert page.cells(runs, None, 1000.0)[3:5] == ["1/2", "40,000 (1/2)"]
-    assert page.cells(runs, None, np.inf)[3:5] == ["—", "—"]
+    assert page.cells(runs, None, 1000.0)[4:6] == ["1/2", "40,000 (1/2)"]
+    assert page.cells(runs, None, np.inf)[4:6] == ["—", "—"]
 
 
 def test_hyperparams_reach_the_zoo_unchanged(run_module: ModuleType) -> None:
