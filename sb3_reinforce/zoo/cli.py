@@ -180,7 +180,8 @@ def _read_options(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ours.add_argument("--heartbeat-interval", type=int, help="seconds between two heartbeats of a trial")
     ours.add_argument("--grace-period", type=int, help="silence after which a trial is failed and retried")
     options, rest = ours.parse_known_args(args)
-    zoo = argparse.ArgumentParser(prog="sb3-reinforce-zoo train", add_help=False)  # rl_zoo3's option strings and defaults (rl_zoo3.train.train)
+    # rl_zoo3's option strings and defaults (rl_zoo3.train.train), for the options the additions need
+    zoo = argparse.ArgumentParser(prog="sb3-reinforce-zoo train", add_help=False)
     zoo.add_argument("--algo", default="ppo")
     zoo.add_argument("--env", default="CartPole-v1")
     zoo.add_argument("-f", "--log-folder", default="logs")
