@@ -186,7 +186,8 @@ for REINFORCE, A2C and PPO: the zoo's EvalCallback evaluates the policy 25 times
 and a run's *final return* is the mean return of its last evaluation, at the end of the budget (not the best one seen).
 Rows converted from the scripts that `run.py` replaced say how they were scored (no learning curve).
 
-- *final return*: mean ± standard deviation (ddof=1) over the seeds.
+- *final return: median* and *mean ± std*: the median and the mean ± standard deviation (ddof=1) over the seeds.
+  The README, the algorithm page and the guides quote the median; this page gives all three.
 - *IQM [95% CI]*: interquartile mean over the seeds with its 95% percentile stratified-bootstrap interval (rliable
   `get_interval_estimates`, `aggregate_iqm`, REPS resamples, seed SEED).
 - *steps to threshold*: the first evaluation whose mean return reached the solve threshold, median over the seeds
