@@ -434,6 +434,9 @@ class Report:
                 if name.startswith("REINFORCE")
             ]
             self.figures["throughput_reinforce_over_a2c"] = f"{min(ratios):.2f}x to {max(ratios):.2f}x"
+            for setting in read_json(path)["settings"]:
+                share = f"{setting['check_time_share']:.2%}"
+                self.figures[f"throughput_check_share_{setting['n_envs']}x{setting['n_steps']}"] = share
 
     def extra_seed_figures(self) -> None:
         """
