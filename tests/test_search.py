@@ -138,6 +138,10 @@ def test_put_entry_keeps_everything_else() -> None:
         "n_timesteps": 100000.0
     }
     assert best.put_entry("A-v1:\n  n: 1e-5\n", "B-v1", {"x": 1}, "b").startswith("A-v1:\n  n: 1.0e-05\n")
+    # A 16-digit float as Python writes it keeps its last digit (ruamel would rebuild ...687e-05 as ...686e-05).
+    assert best.put_entry("A-v1:\n  x: 6.951276884757687e-05\n", "B-v1", {"x": 1}, "b").startswith(
+        "A-v1:\n  x: 6.951276884757687e-05\n"
+    )
     # Quotes kept, and the shipped file kept byte for byte when an entry is added.
     assert best.put_entry("A-v1:\n  policy: 'MlpPolicy'\n", "B-v1", {"x": 1}, "b").startswith("A-v1:\n  policy: 'MlpPolicy'\n")
     shipped = (Path(__file__).parent.parent / "zoo_configs" / "reinforce.yml").read_text()

@@ -124,10 +124,11 @@ def _yaml() -> Any:
     def represent_float(representer: Any, value: float) -> Any:
         node = default(value) if isinstance(value, ScalarFloat) else representer.represent_float(value)
         read_back = yaml.safe_load(node.value)
-        # ruamel rebuilds a loaded float's text from its value: at 17 significant digits (a float written as Python's
-        # repr, as this module writes them) it may end in another last digit than the file had (...636e-08 -> ...635e-08).
+        # ruamel rebuilds a loaded float's text from its value: at 16 or 17 significant digits (a float written as
+        # Python's repr, as this module writes them) it may end in another last digit than the file had, for the same
+        # float (...636e-08 -> ...635e-08, ...687e-05 -> ...686e-05).
         digits = len(node.value.split("e")[0].replace("-", "").replace(".", "").lstrip("0"))
-        if not isinstance(read_back, float) or read_back != float(value) or digits >= 17:
+        if not isinstance(read_back, float) or read_back != float(value) or digits >= 16:
             mantissa, e, exponent = repr(float(value)).partition("e")  # exact; PyYAML needs a dot: 1e-05 -> 1.0e-05
             text = mantissa + (".0" if e and "." not in mantissa else "") + e + exponent
             node = representer.represent_scalar("tag:yaml.org,2002:float", text)
