@@ -480,7 +480,7 @@ class Report:
         if begin not in readme or end not in readme:
             raise SystemExit(f"{README} has no {begin} ... {end} block for the results table")
         head, _, rest = readme.partition(begin)
-        self.outputs[README] = head + begin + "\n" + "\n".join(main_table) + "\n" + end + rest.partition(end)[2]
+        self.outputs[README] = head + begin + "\n\n" + "\n".join(main_table) + "\n\n" + end + rest.partition(end)[2]
 
     def machines(self) -> None:
         machines = [run["machine"] for run in self.runs["run"] if run.get("machine")]
