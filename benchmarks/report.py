@@ -208,6 +208,8 @@ class Report:
     def __init__(self, results: Path, out: Path, reps: int, seed: int, plots: bool = True) -> None:
         self.results, self.out, self.reps, self.seed, self.plots = results, out, reps, seed, plots
         self.runs = load_runs(results)
+        path = results / "throughput.json"  # throughput.py's result, read once: None when it has not run
+        self.throughput_data: dict[str, Any] | None = read_json(path) if path.is_file() else None
         self.lines: list[str] = []
         self.commands: list[str] = []
         self.figures: dict[str, str] = {}
@@ -425,16 +427,16 @@ class Report:
             ]
             if minutes:
                 self.figures[f"main_mujoco_{algo}_wall_minutes"] = f"{min(minutes):.0f} to {max(minutes):.0f}"
-        path = self.results / "throughput.json"
-        if path.is_file():
+        if self.throughput_data is not None:
+            settings = self.throughput_data["settings"]
             ratios = [
                 rate / setting["median_steps_per_s"]["A2C"]
-                for setting in read_json(path)["settings"]
+                for setting in settings
                 for name, rate in setting["median_steps_per_s"].items()
                 if name.startswith("REINFORCE")
             ]
             self.figures["throughput_reinforce_over_a2c"] = f"{min(ratios):.2f}x to {max(ratios):.2f}x"
-            for setting in read_json(path)["settings"]:
+            for setting in settings:
                 share = f"{setting['check_time_share']:.2%}"
                 self.figures[f"throughput_check_share_{setting['n_envs']}x{setting['n_steps']}"] = share
 
@@ -470,9 +472,8 @@ class Report:
             "(benchmarks/README.md)", "(../benchmarks.md)"
         )
         self.outputs[DOCS_GENERATED / "entries_results.md"] = "\n".join([note, "", *self.entries_table()])
-        path = self.results / "throughput.json"
-        if path.is_file():
-            table = markdown(throughput_table(read_json(path)["settings"]))
+        if self.throughput_data is not None:
+            table = markdown(throughput_table(self.throughput_data["settings"]))
             self.outputs[DOCS_GENERATED / "throughput.md"] = "\n".join([note, "", *table])
         self.outputs[DOCS_GENERATED / "figures.json"] = json.dumps(dict(sorted(self.figures.items())), indent=1)
         readme = README.read_text()
@@ -484,8 +485,8 @@ class Report:
 
     def machines(self) -> None:
         machines = [run["machine"] for run in self.runs["run"] if run.get("machine")]
-        if (self.results / "throughput.json").is_file():
-            machines.append(read_json(self.results / "throughput.json")["machine"])
+        if self.throughput_data is not None:
+            machines.append(self.throughput_data["machine"])
         cores = [{"CPU": m["cpu"], "cores (usable)": f"{m['cpu_count']} ({m['usable_cores']})"} for m in machines]
         rows = [{**row, "platform": m["platform"], **m["versions"]} for row, m in zip(cores, machines, strict=True)]
         table = pd.DataFrame(rows).value_counts(sort=False).reset_index(name="result files") if machines else None
@@ -493,11 +494,10 @@ class Report:
 
     def throughput(self) -> None:
         self.add("## Throughput", "")
-        path = self.results / "throughput.json"
-        if not path.is_file():
-            self.add(f"Not run yet: `python benchmarks/throughput.py --json {display(path)}`", "")
+        data = self.throughput_data
+        if data is None:
+            self.add(f"Not run yet: `python benchmarks/throughput.py --json {display(self.results / 'throughput.json')}`", "")
             return
-        data = read_json(path)
         about = f"{data['env']}, env-steps per second of training, one process and one torch thread, median of "
         about += f"{data['rounds']} interleaved rounds of {data['timesteps']:,} steps (ratio to A2C in the same run)."
         self.add(about, "", *markdown(throughput_table(data["settings"])), "")
