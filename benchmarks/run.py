@@ -93,7 +93,7 @@ SUITES = {
         dict.fromkeys(
             [
                 *("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "LunarLanderContinuous-v3"),
-                *("Ant-v4", "InvertedPendulum-v4", "InvertedDoublePendulum-v4", "Reacher-v4"),
+                *("Ant-v4", "InvertedPendulum-v4", "InvertedDoublePendulum-v4", "Reacher-v4", "Humanoid-v4"),
             ]
         ),
         {"reinforce": {}},
