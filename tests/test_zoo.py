@@ -64,7 +64,17 @@ def test_unknown_env_and_malformed_yml_give_clear_errors(tmp_path):
 
 
 SHIPPED = yaml.safe_load((REPO / "zoo_configs" / "reinforce.yml").read_text())
-MUJOCO = ("HalfCheetah", "Hopper", "Walker2d", "Swimmer", "Ant", "Humanoid", "InvertedPendulum", "InvertedDoublePendulum", "Reacher")
+MUJOCO = (
+    "HalfCheetah",
+    "Hopper",
+    "Walker2d",
+    "Swimmer",
+    "Ant",
+    "Humanoid",
+    "Reacher",
+    "InvertedPendulum",
+    "InvertedDoublePendulum",
+)
 MUJOCO_ENTRIES = [env for env in SHIPPED if env.split("-")[0] in MUJOCO and env.endswith("-v4")]
 
 
