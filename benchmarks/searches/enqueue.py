@@ -15,13 +15,16 @@ starting points; TPE samples every later trial.
 - On a Box action space every point starts from SB3's initial action noise (``log_std_init`` 0, what those searches
   ran with before the sampler searched it).
 - ``--resume`` enqueues into a study that already has trials: for ``Ant-v4``, its best trial (7) with
-  ``log_std_init`` -2, the setting that made every seed tried move (the searches page, Ant-v4).
+  ``log_std_init`` -2, the setting that made every seed tried move (the searches page, Ant-v4); for ``Walker2d-v4``,
+  the HalfCheetah entry with ``gamma`` 0.99 and advantage normalisation, with ``ent_coef`` 0.003 and with its own
+  (the two settings that walked on some seeds, the searches page, Walker2d-v4).
 - ``Acrobot-v1`` (study ``reinforce-Acrobot-v1-400k`` in ``acrobot.log``, 400k steps, 8 envs): the shipped entry
   (REINFORCE's defaults), the same with a decaying rate, and 128-step rollouts with a decaying 2e-3 (the three settings
   the searches page measured by hand before this search).
 
     python benchmarks/searches/enqueue.py LunarLander-v3   # once, before the search command (README.md)
     python benchmarks/searches/enqueue.py Ant-v4 --resume  # once, before resuming the Ant-v4 search
+    python benchmarks/searches/enqueue.py Walker2d-v4 --resume
 """
 
 import argparse
@@ -82,10 +85,17 @@ def starting_points(env: str) -> list[dict[str, Any]]:
 
 def resume_points(env: str) -> list[dict[str, Any]]:
     """Points to enqueue into the env's study when it already has trials (``--resume``)."""
-    if env != "Ant-v4":
-        raise SystemExit(f"no resume points for {env}: only Ant-v4 has them")
-    study = optuna.load_study(study_name=study_name(env), storage=open_storage(str(HERE / STUDIES[env])))
-    return [{**study.trials[7].params, "log_std_init": -2.0}]
+    if env == "Ant-v4":
+        study = optuna.load_study(study_name=study_name(env), storage=open_storage(str(HERE / STUDIES[env])))
+        return [{**study.trials[7].params, "log_std_init": -2.0}]
+    if env == "Walker2d-v4":  # away from the standing optimum: the HalfCheetah entry's shape with gamma 0.99
+        cheetah = optuna.load_study(
+            study_name=study_name("HalfCheetah-v4"), storage=open_storage(str(HERE / STUDIES["HalfCheetah-v4"]))
+        )
+        shipped = {"learning_rate": 2e-3, "lr_schedule": "linear", "incomplete_episodes": "bootstrap", "log_std_init": -1.0}
+        walking = {**cheetah.trials[34].params, **shipped, "one_minus_gamma": 0.01, "normalize_advantage": True}
+        return [{**walking, "ent_coef": 0.003}, walking]
+    raise SystemExit(f"no resume points for {env}: only Ant-v4 and Walker2d-v4 have them")
 
 
 def _starting_points(env: str) -> list[dict[str, Any]]:
