@@ -83,17 +83,20 @@ def starting_points(env: str) -> list[dict[str, Any]]:
     return points
 
 
+def load_search(env: str) -> optuna.Study:
+    """The env's search, as its journal in this folder holds it."""
+    return optuna.load_study(study_name=study_name(env), storage=open_storage(str(HERE / STUDIES[env])))
+
+
 def resume_points(env: str) -> list[dict[str, Any]]:
     """Points to enqueue into the env's study when it already has trials (``--resume``)."""
     if env == "Ant-v4":
-        study = optuna.load_study(study_name=study_name(env), storage=open_storage(str(HERE / STUDIES[env])))
-        return [{**study.trials[7].params, "log_std_init": -2.0}]
+        return [{**load_search(env).trials[7].params, "log_std_init": -2.0}]
     if env == "Walker2d-v4":  # away from the standing optimum: the HalfCheetah entry's shape with gamma 0.99
-        cheetah = optuna.load_study(
-            study_name=study_name("HalfCheetah-v4"), storage=open_storage(str(HERE / STUDIES["HalfCheetah-v4"]))
-        )
+        # the three changes the HalfCheetah entry made to its trial 34 (zoo_configs/reinforce.yml), as sampled values
         shipped = {"learning_rate": 2e-3, "lr_schedule": "linear", "incomplete_episodes": "bootstrap", "log_std_init": -1.0}
-        walking = {**cheetah.trials[34].params, **shipped, "one_minus_gamma": 0.01, "normalize_advantage": True}
+        trial_34 = load_search("HalfCheetah-v4").trials[34].params
+        walking = {**trial_34, **shipped, "one_minus_gamma": 0.01, "normalize_advantage": True}
         return [{**walking, "ent_coef": 0.003}, walking]
     raise SystemExit(f"no resume points for {env}: only Ant-v4 and Walker2d-v4 have them")
 
@@ -109,8 +112,7 @@ def _starting_points(env: str) -> list[dict[str, Any]]:
         # Each later env starts from the best trials of the searches before it: HalfCheetah's 34 and 19, Hopper's 15 and 11.
         for earlier, best in (("HalfCheetah-v4", (34, 19)), ("Hopper-v4", (15, 11))):
             if MUJOCO.index(env) > MUJOCO.index(earlier):
-                storage = open_storage(str(HERE / STUDIES[earlier]))
-                study = optuna.load_study(study_name=study_name(earlier), storage=storage)
+                study = load_search(earlier)
                 points = [*(study.trials[number].params for number in best), *points]
         if env == "Swimmer-v4":  # rl_zoo3's A2C and PPO use gamma 0.9999 there: the first points also with that horizon
             points = [{**point, "one_minus_gamma": 1e-4} for point in points[:2]] + points
